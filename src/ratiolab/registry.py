@@ -1,0 +1,125 @@
+"""Name -> function registries with parameter checking.
+
+Objectives, advantage estimators and corrections are registered by name. A registered
+function takes its tensors positionally or by keyword and its parameters as keyword-only
+arguments; the keyword-only defaults are the method's documented defaults. ``call`` rejects
+unknown names and parameters with a ``ValueError`` that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered method: its function, paper, summary and default parameters.
+
+    ``common`` holds the parameters every entry of the registry accepts (e.g. ``aggregation``)
+    with their registry-wide defaults; ``fixed`` holds parameters a preset pins (e.g. ``dapo``
+    pins ``clip_high=0.28``). Both may still be overridden by the caller.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    arxiv: str
+    summary: str
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    common: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Accepted parameters and their effective defaults (``inspect.Parameter.empty`` if required)."""
+        sig = inspect.signature(self.fn)
+        out = dict(self.common)
+        out.update(
+            (p.name, p.default) for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+        )
+        out.update(self.fixed)
+        return out
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {k: v for k, v in self.params.items() if v is not inspect.Parameter.empty}
+
+
+class Registry:
+    """A named collection of :class:`Entry` objects of one kind (``"objective"``, ...)."""
+
+    def __init__(self, kind: str, common: Mapping[str, Any] | None = None) -> None:
+        self.kind = kind
+        self.common = dict(common or {})
+        self._entries: dict[str, Entry] = {}
+
+    def register(
+        self, name: str, *, arxiv: str, summary: str, fixed: Mapping[str, Any] | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering ``fn`` under ``name``."""
+
+        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.add(name, fn, arxiv=arxiv, summary=summary, fixed=fixed)
+            return fn
+
+        return deco
+
+    def add(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        arxiv: str,
+        summary: str,
+        fixed: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Register ``fn`` (or a preset of it, with ``fixed`` parameters) under ``name``."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        entry = Entry(name, fn, arxiv, summary, dict(fixed or {}), self.common)
+        unknown = set(entry.fixed) - set(_kwonly(fn)) - set(self.common)
+        if unknown:
+            raise ValueError(f"preset {name!r} fixes unknown parameters {sorted(unknown)}")
+        self._entries[name] = entry
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown {self.kind} {name!r}; valid names: {', '.join(sorted(self._entries))}"
+            ) from None
+
+    def resolve(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """All parameters of ``name``: ``params`` merged over the entry's defaults."""
+        entry = self.get(name)
+        valid = entry.params
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{self.kind} {name!r} got unknown parameter(s) {unknown}; "
+                f"valid parameters: {', '.join(sorted(valid))}"
+            )
+        merged = {**entry.defaults, **params}
+        missing = sorted(k for k in valid if k not in merged)
+        if missing:
+            raise ValueError(f"{self.kind} {name!r} requires parameter(s) {missing}")
+        return merged
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+
+def _kwonly(fn: Callable[..., Any]) -> list[str]:
+    return [
+        p.name
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
