@@ -3,11 +3,21 @@
 ``compute(name, inputs, **params) -> LossOutput``; ``available()`` lists every objective.
 """
 
-from ratiolab.objectives import cispo, gspo, pg, ppo  # noqa: F401  (registration)
+import importlib
+import pkgutil
+
 from ratiolab.objectives.aggregation import MODES, aggregate
 from ratiolab.objectives.core import COMMON, OBJECTIVES, ObjectiveInfo, available, compute
+from ratiolab.objectives.state import ObjectiveState, make_state
 
-__all__ = ["COMMON", "MODES", "OBJECTIVES", "ObjectiveInfo", "aggregate", "available", "compute", "get", "names"]
+# Every module of this package registers its objectives on import.
+for _mod in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_mod.name}")
+
+__all__ = [
+    "COMMON", "MODES", "OBJECTIVES", "ObjectiveInfo", "ObjectiveState",
+    "aggregate", "available", "compute", "get", "make_state", "names",
+]
 
 
 def get(name: str) -> ObjectiveInfo:

@@ -1,0 +1,71 @@
+"""Explicit state for stateful objectives (adaptive bounds, dual variables, PID controllers, EWMA).
+
+A stateful objective declares a keyword-only ``state`` parameter; the learner creates the
+state once with :func:`make_state`, passes it to every ``compute`` call, calls
+``state.update(metrics)`` once per optimiser step with that step's metrics, and checkpoints
+``state.state_dict()``. ``load_state_dict`` refuses a state saved by another method or by
+another version of the same method instead of silently starting fresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+STATE_FACTORIES: dict[str, Callable[..., ObjectiveState]] = {}
+
+
+@dataclasses.dataclass
+class ObjectiveState:
+    """Base class: subclasses are dataclasses whose fields are the persistent state.
+
+    ``METHOD`` names the objective and ``VERSION`` the layout of the state; both are written
+    into ``state_dict`` and checked by ``load_state_dict``.
+    """
+
+    METHOD: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+    def update(self, metrics: dict[str, float]) -> None:
+        """Advance the state after one optimiser step (default: nothing to do)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"method": self.METHOD, "version": self.VERSION, "fields": dataclasses.asdict(self)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        method, version = state.get("method"), state.get("version")
+        if method != self.METHOD:
+            raise ValueError(
+                f"objective state was saved by {method!r}, not {self.METHOD!r}: resume with the same "
+                "--objective or start a fresh run"
+            )
+        if version != self.VERSION:
+            raise ValueError(
+                f"objective state of {self.METHOD!r} has layout version {version}, this ratiolab expects "
+                f"{self.VERSION}: start a fresh run or use the ratiolab version that wrote it"
+            )
+        names = {f.name for f in dataclasses.fields(self)}
+        fields = state.get("fields", {})
+        if set(fields) != names:
+            raise ValueError(
+                f"objective state of {self.METHOD!r} has fields {sorted(fields)}, expected {sorted(names)}"
+            )
+        for k, v in fields.items():
+            setattr(self, k, v)
+
+
+def register_state(name: str) -> Callable[[Callable[..., ObjectiveState]], Callable[..., ObjectiveState]]:
+    """Register the state factory of objective ``name`` (called with the objective's parameters)."""
+
+    def deco(factory: Callable[..., ObjectiveState]) -> Callable[..., ObjectiveState]:
+        STATE_FACTORIES[name] = factory
+        return factory
+
+    return deco
+
+
+def make_state(name: str, **params: Any) -> ObjectiveState | None:
+    """A fresh state for objective ``name`` (``None`` for stateless objectives)."""
+    factory = STATE_FACTORIES.get(name)
+    return None if factory is None else factory(**params)
