@@ -8,8 +8,15 @@ import pytest
 import torch
 from lossdata import E1_BEHAV, E1_RECOMPUTE, e1_inputs, random_inputs, row
 
-from ratiolab.objectives import MODES, available, compute, get, names
+from ratiolab.objectives import MODES, OBJECTIVES, available, compute, get, names
 from ratiolab.types import PolicyLossInputs
+
+
+def extras(name: str, inputs: PolicyLossInputs) -> dict[str, torch.Tensor]:
+    """Per-row inputs some objectives take besides the batch: sequence ``scores`` (GBPO)."""
+    if "scores" not in OBJECTIVES.get(name).params:
+        return {}
+    return {"scores": torch.sin(3.0 * inputs.adv[:, 0])}  # a per-row value that survives splitting
 
 
 def loss_and_grad(name: str, inputs: PolicyLossInputs, **params: object) -> tuple[float, list[float], dict]:
@@ -160,8 +167,8 @@ def test_identity_when_all_logprobs_equal(name: str) -> None:
     base = random_inputs(7)
     lp = base.logp.detach()
     inputs = PolicyLossInputs(logp=lp.clone().requires_grad_(), prox_logp=lp.clone(), adv=base.adv,
-                              mask=base.mask, behav_logp=lp.clone())
-    out = compute(name, inputs)
+                              mask=base.mask, behav_logp=lp.clone(), seq_ids=base.seq_ids)
+    out = compute(name, inputs, **extras(name, inputs))
     for k, v in out.metrics.items():
         if "clip_frac" in k or "mask" in k:
             assert v == 0.0, k
@@ -188,8 +195,8 @@ def test_log_space_safety(name: str, gap: float) -> None:
     base = random_inputs(9)
     lp = base.logp.detach()
     inputs = PolicyLossInputs(logp=lp.clone().requires_grad_(), prox_logp=lp - gap, adv=base.adv, mask=base.mask,
-                              behav_logp=lp - 2 * gap, ref_logp=lp + gap)
-    out = compute(name, inputs, kl_coef=0.1, correction="truncate")
+                              behav_logp=lp - 2 * gap, ref_logp=lp + gap, seq_ids=base.seq_ids)
+    out = compute(name, inputs, kl_coef=0.1, correction="truncate", **extras(name, inputs))
     (g,) = torch.autograd.grad(out.loss, inputs.logp)
     assert math.isfinite(out.loss.item()) and bool(torch.isfinite(g).all())
     assert out.metrics["ratio/log_clamp_frac"] == 1.0
@@ -202,16 +209,16 @@ def test_micro_batch_accumulation_equals_full_batch(name: str, aggregation: str)
     inputs = random_inputs(11, b=7)
     params = {"aggregation": aggregation, "kl_coef": 0.05, "entropy_coef": 0.01,
               "correction": {"kind": "mask", "low": 0.7, "high": 1.4}, "sum_norm_constant": 8.0}
-    full = compute(name, inputs, **params)
+    full = compute(name, inputs, **params, **extras(name, inputs))
     (g_full,) = torch.autograd.grad(full.loss, inputs.logp)
     g_acc = torch.zeros_like(g_full)
     loss_acc = 0.0
-    for start, micro in zip((0, 3, 5), inputs.split(3), strict=True):
-        out = compute(name, micro, **params)
+    for micro in inputs.split(3):
+        assert micro.num_tokens == float(inputs.mask.sum())
+        out = compute(name, micro, **params, **extras(name, micro))
         (g,) = torch.autograd.grad(out.loss, inputs.logp)
         g_acc += g
         loss_acc += out.loss.item()
-        assert micro.num_tokens == float(inputs.mask.sum()) and start >= 0
     assert loss_acc == pytest.approx(full.loss.item(), abs=1e-12)
     assert torch.allclose(g_acc, g_full, atol=1e-12)
 
@@ -220,7 +227,7 @@ def test_micro_batch_accumulation_equals_full_batch(name: str, aggregation: str)
 def test_gradient_reaches_logp_only(name: str) -> None:
     inputs = random_inputs(12)
     leaves = {k: getattr(inputs, k) for k in ("prox_logp", "behav_logp", "ref_logp", "adv")}
-    out = compute(name, inputs, kl_coef=0.1)
+    out = compute(name, inputs, kl_coef=0.1, **extras(name, inputs))
     out.loss.backward()
     assert inputs.logp.grad is not None and inputs.logp.grad.abs().sum() > 0
     for k, t in leaves.items():

@@ -127,15 +127,18 @@ class PolicyLossInputs:
         return replace(self, **picked)
 
     def split(self, num_micro: int) -> list[PolicyLossInputs]:
-        """Split rows into ``num_micro`` micro-batches carrying this batch's global normalisers."""
-        if num_micro < 1 or num_micro > self.batch_size:
-            raise ValueError(f"num_micro must be in [1, {self.batch_size}], got {num_micro}")
-        full = replace(
-            self,
-            num_tokens=float(self.global_tokens()),
-            num_seqs=float(self.global_seqs()),
-        )
-        return [full.select(idx) for idx in torch.arange(self.batch_size).chunk(num_micro)]
+        """Split rows into ``num_micro`` micro-batches carrying this batch's global normalisers.
+
+        With ``seq_ids`` the split keeps every prompt group whole (group-relative objectives
+        need complete groups), so ``num_micro`` may not exceed the number of groups.
+        """
+        groups = torch.arange(self.batch_size) if self.seq_ids is None else torch.unique(self.seq_ids)
+        if num_micro < 1 or num_micro > len(groups):
+            raise ValueError(f"num_micro must be in [1, {len(groups)}] (rows or prompt groups), got {num_micro}")
+        full = replace(self, num_tokens=float(self.global_tokens()), num_seqs=float(self.global_seqs()))
+        if self.seq_ids is None:
+            return [full.select(idx) for idx in groups.chunk(num_micro)]
+        return [full.select(torch.isin(self.seq_ids, part).nonzero().squeeze(-1)) for part in groups.chunk(num_micro)]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 A stateful objective declares a keyword-only ``state`` parameter; the learner creates the
 state once with :func:`make_state`, passes it to every ``compute`` call, calls
-``state.update(metrics)`` once per optimiser step with that step's metrics, and checkpoints
+``state.observe(micro_batch)`` for every micro-batch before the loss pass of an optimiser step
+when the state overrides ``observe``, calls ``state.update(metrics)`` once per optimiser step
+with that step's metrics, and checkpoints
 ``state.state_dict()``. ``load_state_dict`` refuses a state saved by another method or by
 another version of the same method instead of silently starting fresh.
 """
@@ -12,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar
+
+from ratiolab.types import PolicyLossInputs
 
 STATE_FACTORIES: dict[str, Callable[..., ObjectiveState]] = {}
 
@@ -26,6 +30,13 @@ class ObjectiveState:
 
     METHOD: ClassVar[str] = ""
     VERSION: ClassVar[int] = 1
+
+    def observe(self, inputs: PolicyLossInputs) -> None:
+        """See every micro-batch of an optimiser step before its loss pass (default: nothing).
+
+        A state that overrides this (e.g. BAPO's batch-level bounds) gets one no-grad pass
+        over the step's micro-batches from the learner before the backward passes.
+        """
 
     def update(self, metrics: dict[str, float]) -> None:
         """Advance the state after one optimiser step (default: nothing to do)."""
@@ -63,6 +74,11 @@ def register_state(name: str) -> Callable[[Callable[..., ObjectiveState]], Calla
         return factory
 
     return deco
+
+
+def observes(state: ObjectiveState | None) -> bool:
+    """Whether ``state`` overrides :meth:`ObjectiveState.observe` (and so needs the extra pass)."""
+    return state is not None and type(state).observe is not ObjectiveState.observe
 
 
 def make_state(name: str, **params: Any) -> ObjectiveState | None:
