@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ratiolab.cli import main
@@ -23,3 +25,20 @@ def test_unknown_list_target_is_rejected(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         main(["list", "papers"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_train_gym_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "cp"
+    assert main(["train", "--env", "CartPole-v1", "--algo", "ppo", "--steps", "2048", "--run-dir", str(run)]) == 0
+    assert "deterministic return" in capsys.readouterr().out and (run / "report.html").is_file()
+    assert main(["train", "--env", "CartPole-v1", "--algo", "pqn", "--set", "pqn.lr=-1",
+                 "--run-dir", str(tmp_path / "bad")]) == 2
+    assert main(["train", "--env", "NoSuchEnv-v0", "--run-dir", str(tmp_path / "bad")]) == 2
+    assert "unknown environment id 'NoSuchEnv-v0'" in capsys.readouterr().out
+    assert not (tmp_path / "bad").exists()
+
+
+def test_showcase_prints_the_worked_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["showcase"]) == 0
+    out = capsys.readouterr().out
+    assert "-0.2513" in out and "-0.2592" in out  # exact old logits vs the recompute fallback (E1)

@@ -1,16 +1,22 @@
-"""The ``ratiolab`` command line."""
+"""The ``ratiolab`` command line: list, pretrain, train, eval, report, demo."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ratiolab.config import ConfigError, load_yaml, override
 from ratiolab.registry import Registry
+
+console = Console()
 
 
 def _fmt(v: Any) -> str:
@@ -33,40 +39,252 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from ratiolab.correction import CORRECTIONS
     from ratiolab.objectives import COMMON, OBJECTIVES
 
-    console = Console()
     if args.what == "objectives":
         console.print(registry_table(OBJECTIVES, "objectives", hide=tuple(COMMON)))
         console.print("every objective also takes: " + ", ".join(f"{k}={v!r}" for k, v in COMMON.items()))
     elif args.what == "advantages":
         console.print(registry_table(ADVANTAGES, "advantage estimators"))
-    else:
+    elif args.what == "corrections":
         console.print(registry_table(CORRECTIONS, "discrepancy corrections"))
+    else:
+        from ratiolab import tasks
+
+        console.print("tasks: " + ", ".join(tasks.names()))
+    return 0
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from ratiolab.learner import TrainConfig
+
+    cfg = load_yaml(TrainConfig, args.config) if args.config else TrainConfig()
+    sets = list(args.set or [])
+    for flag, key in (("objective", "algo.objective"), ("task", "task.name"), ("model", "policy.model"),
+                      ("steps", "steps"), ("run_dir", "run_dir"), ("seed", "seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            sets.append(f"{key}={value}")
+    if getattr(args, "resume", None):
+        sets.append(f"run_dir={args.resume}")
+    if getattr(args, "async_rl", False):
+        sets.append("async_rl.enabled=true")
+    if getattr(args, "backend", None):
+        sets += ["async_rl.enabled=true", f"async_rl.backend={args.backend}"]
+    if getattr(args, "address", None):
+        sets.append(f"async_rl.ray_address={args.address}")
+    return override(cfg, sets)
+
+
+def _progress(total: int, start: int = 0) -> Progress:
+    return Progress(
+        TextColumn("[bold]RL[/bold]"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("reward {task.fields[reward]:.3f}  held-out acc {task.fields[accuracy]:.1%}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+
+
+def run_training(cfg: Any, resume: bool) -> Any:
+    from ratiolab.learner import train
+
+    with _progress(cfg.steps) as bar:
+        task_id = bar.add_task("train", total=cfg.steps, reward=0.0, accuracy=0.0)
+
+        def update(step: int, m: dict[str, float]) -> None:
+            bar.update(task_id, completed=step, reward=m["reward"], accuracy=m["accuracy"])
+
+        return train(cfg, resume=resume, progress=update, log=console.print)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if args.env is not None:
+        return _cmd_train_gym(args)
+    cfg = _train_config(args)
+    result = run_training(cfg, resume=args.resume is not None)
+    console.print(f"held-out accuracy: base {result.base_accuracy:.1%} -> trained {result.final_accuracy:.1%}")
+    console.print(f"report: {result.report}")
+    return 0
+
+
+def _cmd_train_gym(args: argparse.Namespace) -> int:
+    from ratiolab import gym
+
+    cfg = gym.preset(args.preset) if args.preset else gym.GymTrainConfig()
+    if args.config:
+        cfg = load_yaml(gym.GymTrainConfig, args.config)
+    sets = [f"env_id={args.env}", f"algo={args.algo}", *(args.set or [])]
+    if args.steps is not None:
+        sets.append(f"total_steps={args.steps}")
+    if args.seed is not None:
+        sets.append(f"seed={args.seed}")
+    try:
+        cfg = override(cfg, sets)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    run_dir = Path(args.resume or args.run_dir or f"runs/{args.env}-{args.algo}")
+    with Progress(TextColumn(f"[bold]{args.algo}[/bold] {args.env}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("return {task.fields[ret]:.1f}"), TimeElapsedColumn(), console=console) as bar:
+        task_id = bar.add_task("train", total=cfg.total_steps, ret=0.0)
+
+        def update(row: dict[str, Any]) -> None:
+            ret = row.get("eval/return_mean", row.get("episodic_return"))
+            bar.update(task_id, completed=row.get("step", 0), **({"ret": ret} if ret is not None else {}))
+
+        try:
+            result = gym.train(cfg, run_dir, resume=args.resume is not None, progress=update)
+        except gym.EnvError as err:
+            raise ConfigError(str(err)) from err
+    final = result.final_eval
+    if final is not None:
+        console.print(f"{args.algo} on {args.env}: deterministic return {final.mean:.1f} ± {final.std:.1f} "
+                      f"over {len(final.returns)} episodes after {result.steps} steps ({result.train_seconds:.1f} s)")
+    console.print(f"report: {run_dir / 'report.html'}")
+    return 0
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from ratiolab import tasks
+    from ratiolab.policies.pretrain import PretrainConfig, pretrain
+
+    task = tasks.get(args.task, **({"level": args.level} if args.level is not None else {}))
+    out = Path(args.out or f".cache/ratiolab/pretrained/{args.task}-{args.preset}-cli")
+    result = pretrain(task, out, PretrainConfig(preset=args.preset, steps=args.steps, lr=args.lr, seed=args.seed))
+    console.print(f"saved {result.n_params:,}-parameter {args.preset} policy to {result.out_dir} "
+                  f"in {result.seconds:.1f} s (final loss {result.final_loss:.3f})")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from ratiolab import tasks
+    from ratiolab.policies import load_policy
+    from ratiolab.policies.evaluate import accuracy
+
+    model, tok = load_policy(args.model)
+    task = tasks.get(args.task, **({"level": args.level} if args.level is not None else {}))
+    problems = task.sample(args.n, split="test", seed=args.seed)
+    acc = accuracy(model, tok, task, problems, greedy=True, max_new_tokens=args.max_new_tokens)
+    console.print(f"held-out accuracy of {args.model} on {args.task}: {acc:.1%} ({args.n} problems)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ratiolab.learner.train import PANELS
+    from ratiolab.report import write_report
+    from ratiolab.runs import RunDir
+
+    run = RunDir.open(args.run)
+    out = write_report(run, PANELS, title=f"ratiolab run {run.path.name}")
+    console.print(f"report: {out}")
+    return 0
+
+
+def _csv(kind: type, text: str) -> tuple[Any, ...]:
+    return tuple(kind(x) for x in text.split(",") if x.strip())
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from ratiolab.eval import SweepConfig, run_sweep
+
+    sweep = SweepConfig(
+        base=_train_config(args), objectives=_csv(str, args.objectives), max_staleness=_csv(int, args.staleness),
+        old_logits=_csv(str, args.old_logits), seeds=_csv(int, args.seeds), workers=args.workers, out_dir=args.out,
+    )
+    out = run_sweep(sweep, progress=console.print)
+    console.print((out / "table.md").read_text())
+    console.print(f"sweep report: {out / 'report.html'}")
+    return 0
+
+
+def _cmd_showcase(args: argparse.Namespace) -> int:
+    from ratiolab.showcase import run
+
+    run(console)
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ratiolab.showcase import run
+    from ratiolab.learner.demo import run_demo
 
-    run(Console())
-    return 0
+    return run_demo(console, run_training, fresh=args.fresh)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ratiolab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_list = sub.add_parser("list", help="print a registry as a table")
-    p_list.add_argument("what", choices=["objectives", "advantages", "corrections"])
-    p_list.set_defaults(fn=_cmd_list)
-    p_demo = sub.add_parser("demo", help="the main showcase on the embedded defaults")
-    p_demo.set_defaults(fn=_cmd_demo)
+
+    p = sub.add_parser("list", help="print a registry as a table")
+    p.add_argument("what", choices=["objectives", "advantages", "corrections", "tasks"])
+    p.set_defaults(fn=_cmd_list)
+
+    p = sub.add_parser("train", help="RL-train a policy (language model, or a gym env with --env)")
+    p.add_argument("--config", help="YAML file mapping onto TrainConfig")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--objective", help="registered objective (ratiolab list objectives)")
+    p.add_argument("--task", help="registered task (ratiolab list tasks)")
+    p.add_argument("--model", help="local Hugging Face checkpoint folder to start from")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--run-dir", dest="run_dir", help="run directory (default from the config)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--async", dest="async_rl", action="store_true", help="asynchronous actor/learner training")
+    p.add_argument("--backend", choices=["local", "ray"], help="async backend (implies --async)")
+    p.add_argument("--address", help="Ray cluster address (with --backend ray), e.g. 192.168.0.2:6379")
+    p.add_argument("--env", help="gymnasium environment id: train the classic-control track")
+    p.add_argument("--algo", default="ppo", help="classic-control algorithm (with --env): ppo, mdpo, bpo, props, "
+                   "pdppo, pqn, mdpo_off")
+    p.add_argument("--preset", help="classic-control preset (with --env), e.g. cartpole-ppo-zoo, cartpole-pqn")
+    p.set_defaults(fn=_cmd_train)
+
+    p = sub.add_parser("sweep", help="objective x max_staleness x old_logits x seeds: the staleness lab")
+    p.add_argument("--config", help="YAML file for the base TrainConfig")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base config field")
+    p.add_argument("--objectives", default="ppo", help="comma-separated objectives")
+    p.add_argument("--staleness", default="0,2,8", help="comma-separated max_staleness values")
+    p.add_argument("--old-logits", dest="old_logits", default="snapshot,recompute", help="comma-separated strategies")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--workers", type=int, default=1, help="cells run in parallel processes")
+    p.add_argument("--out", default="runs/sweep", help="output folder")
+    p.set_defaults(fn=_cmd_sweep)
+
+    p = sub.add_parser("pretrain", help="supervised pre-training on task demonstrations")
+    p.add_argument("--task", default="arithmetic")
+    p.add_argument("--level", type=int)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (save_pretrained)")
+    p.set_defaults(fn=_cmd_pretrain)
+
+    p = sub.add_parser("eval", help="held-out greedy accuracy of a checkpoint")
+    p.add_argument("--model", required=True)
+    p.add_argument("--task", default="arithmetic")
+    p.add_argument("--level", type=int)
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=8)
+    p.set_defaults(fn=_cmd_eval)
+
+    p = sub.add_parser("report", help="(re)write report.html of a run directory")
+    p.add_argument("run")
+    p.set_defaults(fn=_cmd_report)
+
+    p = sub.add_parser("showcase", help="every objective on one stale sequence, per old-logit source")
+    p.set_defaults(fn=_cmd_showcase)
+
+    p = sub.add_parser("demo", help="pre-train (cached) and RL-train on arithmetic; print before/after")
+    p.add_argument("--fresh", action="store_true", help="ignore the cached pre-trained base")
+    p.set_defaults(fn=_cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.fn(args)
+    try:
+        code: int = args.fn(args)
+    except (ConfigError, FileExistsError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 2
     return code
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

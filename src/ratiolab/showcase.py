@@ -11,7 +11,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from ratiolab.objectives import compute, names
+from ratiolab.objectives import OBJECTIVES, compute, names
 from ratiolab.types import PolicyLossInputs
 
 LOGP = [-1.0, -0.5, -2.0]
@@ -23,8 +23,10 @@ PROX = {"exact (snapshot)": [-1.2, -0.4, -1.5], "recompute": [-1.1, -0.45, -1.8]
 def _row(name: str, prox: list[float]) -> tuple[float, list[float], dict[str, float]]:
     t = lambda x: torch.tensor([x], dtype=torch.float64)  # noqa: E731
     logp = t(LOGP).requires_grad_()
-    inputs = PolicyLossInputs(logp=logp, prox_logp=t(prox), adv=t(ADV), mask=torch.ones(1, 3), behav_logp=t(BEHAV))
-    out = compute(name, inputs)
+    inputs = PolicyLossInputs(logp=logp, prox_logp=t(prox), adv=t(ADV), mask=torch.ones(1, 3), behav_logp=t(BEHAV),
+                              seq_ids=torch.zeros(1, dtype=torch.long))
+    extra = {"scores": torch.ones(1, dtype=torch.float64)} if "scores" in OBJECTIVES.get(name).params else {}
+    out = compute(name, inputs, **extra)
     out.loss.backward()
     assert logp.grad is not None
     return float(out.loss.detach()), logp.grad[0].tolist(), out.metrics

@@ -1,0 +1,261 @@
+"""Classic-control benchmark: ratiolab vs Stable-Baselines3 on CartPole-v1, side by side in one process.
+
+Rows (wall times exclude evaluation; evaluation = 20 deterministic episodes, env i seeded 10_000 + i):
+
+1. ``vector``      sync vs async gymnasium vector env, random actions, 8 envs (steps/s).
+2. ``ppo_steps``   SB3 PPO with its rl-baselines3-zoo CartPole-v1 hyperparameters vs ratiolab PPO with the
+                   same hyperparameters: training wall time at an equal number of env steps.
+3. ``ppo_target``  wall time until the evaluation first reaches 475 (SB3 zoo; ratiolab zoo settings; ratiolab
+                   defaults = CleanRL parity).
+4. ``pqn_target``  ratiolab PQN vs SB3 DQN (zoo hyperparameters) to the same evaluation return.
+5. ``--mujoco``    HalfCheetah-v5, 1M steps, PPO/MDPO/BPO against CleanRL's published return (not run by
+                   default: it needs ``gymnasium[mujoco]`` and hours on this machine).
+
+Run: ``.venv/bin/python benchmarks/bench_gym.py [--seeds 3] [--mujoco]``; needs the ``bench`` extra
+(stable-baselines3). Prints a table and writes ``benchmarks/results/gym.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ratiolab.gym import GymTrainConfig, PPOConfig, preset, train
+from ratiolab.gym.envs import make_vec
+
+TARGET = 475.0
+EVAL_EPISODES, EVAL_SEED = 20, 10_000
+CLEANRL_HALFCHEETAH = 1442.64  # ppo_continuous_action.py, v4, 1M steps (classic.md §7.2)
+
+ZOO_PPO = {
+    "n_envs": 8,
+    "n_steps": 32,
+    "batch_size": 256,
+    "n_epochs": 20,
+    "gamma": 0.98,
+    "gae_lambda": 0.8,
+    "lr": 1e-3,
+    "clip": 0.2,
+    "ent_coef": 0.0,
+}
+ZOO_DQN = {
+    "learning_rate": 2.3e-3,
+    "batch_size": 64,
+    "buffer_size": 100_000,
+    "learning_starts": 1000,
+    "gamma": 0.99,
+    "target_update_interval": 10,
+    "train_freq": 256,
+    "gradient_steps": 128,
+    "exploration_fraction": 0.16,
+    "exploration_final_eps": 0.04,
+    "net_arch": [256, 256],
+}
+
+
+def ratiolab_zoo_ppo(total: int, **kw: Any) -> GymTrainConfig:
+    """The ``cartpole-ppo-zoo`` preset (the same hyperparameters as ``ZOO_PPO``) for ``total`` steps."""
+    return dataclasses.replace(preset("cartpole-ppo-zoo"), total_steps=total, **kw)
+
+
+def bench_vector(steps: int = 3000, n: int = 8) -> dict[str, float]:
+    out = {}
+    for mode in ("sync", "async"):
+        envs = make_vec("CartPole-v1", n, mode)
+        envs.reset(seed=0)
+        acts = np.random.default_rng(0).integers(0, 2, (steps, n))
+        t = time.perf_counter()
+        for a in acts:
+            envs.step(a)
+        out[f"{mode}_steps_per_s"] = steps * n / (time.perf_counter() - t)
+        envs.close()
+    return out
+
+
+def _sb3_eval(model: Any) -> float:
+    envs = make_vec("CartPole-v1", EVAL_EPISODES, "sync")
+    obs, _ = envs.reset(seed=[EVAL_SEED + i for i in range(EVAL_EPISODES)])
+    ret, alive = np.zeros(EVAL_EPISODES), np.ones(EVAL_EPISODES, bool)
+    while alive.any():
+        action, _ = model.predict(obs, deterministic=True)
+        obs, r, term, trunc, _ = envs.step(action)
+        ret += r * alive
+        alive &= ~(term | trunc)
+    envs.close()
+    return float(ret.mean())
+
+
+def _sb3_to_target(model: Any, every: int, budget: int) -> dict[str, Any]:
+    """One ``learn(budget)`` call (so SB3's schedules see the whole budget); a callback evaluates every
+    ``every`` steps and stops at the target. Evaluation time is subtracted from the wall time."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Target(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.eval_s, self.next_eval, self.reached = 0.0, every, False
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps < self.next_eval:
+                return True
+            self.next_eval += every
+            t = time.perf_counter()
+            self.reached = _sb3_eval(self.model) >= TARGET
+            self.eval_s += time.perf_counter() - t
+            return not self.reached
+
+    cb = Target()
+    t = time.perf_counter()
+    model.learn(budget, callback=cb)
+    seconds = time.perf_counter() - t - cb.eval_s
+    return {"steps": int(model.num_timesteps), "seconds": seconds, "reached": cb.reached}
+
+
+def sb3_ppo(seed: int) -> Any:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    z = ZOO_PPO
+    env = make_vec_env("CartPole-v1", n_envs=z["n_envs"], seed=seed)
+    return PPO(
+        "MlpPolicy",
+        env,
+        n_steps=z["n_steps"],
+        batch_size=z["batch_size"],
+        n_epochs=z["n_epochs"],
+        gamma=z["gamma"],
+        gae_lambda=z["gae_lambda"],
+        learning_rate=_linear(z["lr"]),
+        clip_range=_linear(z["clip"]),
+        ent_coef=z["ent_coef"],
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+def sb3_dqn(seed: int) -> Any:
+    from stable_baselines3 import DQN
+
+    z = dict(ZOO_DQN)
+    arch = z.pop("net_arch")
+    return DQN(
+        "MlpPolicy", "CartPole-v1", policy_kwargs={"net_arch": arch}, seed=seed, device="cpu", verbose=0, **z
+    )
+
+
+def _linear(v: float) -> Callable[[float], float]:
+    return lambda progress_remaining: progress_remaining * v
+
+
+def bench_ppo_steps(seed: int, steps: int) -> dict[str, float]:
+    model = sb3_ppo(seed)
+    t = time.perf_counter()
+    model.learn(steps)
+    sb3 = time.perf_counter() - t
+    res = train(ratiolab_zoo_ppo(steps, seed=seed, eval_every=10**9), None)
+    return {"sb3_s": sb3, "ratiolab_s": res.train_seconds, "ratio": res.train_seconds / sb3}
+
+
+def bench_targets(seed: int, every_updates: int = 4) -> dict[str, Any]:
+    budget_ppo, budget_dqn = 100_000, 100_000
+    every = every_updates * ZOO_PPO["n_envs"] * ZOO_PPO["n_steps"]
+    out: dict[str, Any] = {"sb3_ppo": _sb3_to_target(sb3_ppo(seed), every, budget_ppo)}
+    targets = {
+        "ratiolab_ppo_zoo": ratiolab_zoo_ppo(budget_ppo),
+        "ratiolab_ppo_defaults": GymTrainConfig(total_steps=200_000),
+        "ratiolab_pqn_preset": preset("cartpole-pqn"),
+        "ratiolab_pqn_defaults": GymTrainConfig(algo="pqn", total_steps=200_000),
+    }
+    for name, base in targets.items():
+        every = every_updates if "zoo" in name else 2
+        cfg = dataclasses.replace(base, seed=seed, eval_every=every, target_return=TARGET)
+        r = train(cfg, None)
+        out[name] = {
+            "steps": r.reached_target_step or r.steps,
+            "seconds": r.reached_target_seconds or r.train_seconds,
+            "reached": r.reached_target_step is not None,
+        }
+    out["sb3_dqn"] = _sb3_to_target(sb3_dqn(seed), 1024, budget_dqn)
+    return out
+
+
+def bench_mujoco(seed: int) -> dict[str, Any]:
+    """HalfCheetah-v5, 1M steps, CleanRL continuous-PPO settings for PPO, MDPO and BPO (library settings)."""
+    out = {}
+    for algo in ("ppo", "mdpo", "bpo"):
+        ppo = PPOConfig(
+            num_envs=1,
+            num_steps=2048,
+            num_minibatches=32,
+            update_epochs=10,
+            learning_rate=3e-4,
+            ent_coef=0.0,
+            norm_obs=True,
+            norm_reward=True,
+        )
+        cfg = GymTrainConfig(env_id="HalfCheetah-v5", algo=algo, total_steps=1_000_000, seed=seed, ppo=ppo)
+        r = train(cfg, None)
+        out[algo] = {
+            "eval_return": r.final_eval.mean if r.final_eval else None,
+            "seconds": r.train_seconds,
+            "cleanrl_published": CLEANRL_HALFCHEETAH,
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20_480, help="env steps for the equal-steps PPO timing")
+    ap.add_argument("--mujoco", action="store_true", help="also run HalfCheetah-v5 for 1M steps (hours)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gym.json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    seeds = list(range(1, args.seeds + 1))
+    result: dict[str, Any] = {
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "vector": bench_vector(),
+    }
+    result["ppo_steps"] = [bench_ppo_steps(s, args.steps) for s in seeds]
+    result["targets"] = [bench_targets(s) for s in seeds]
+    if args.mujoco:
+        result["mujoco"] = bench_mujoco(seeds[0])
+    med = statistics.median
+    v = result["vector"]
+    print(
+        f"vector env, 8 CartPole envs: sync {v['sync_steps_per_s']:.0f} steps/s, "
+        f"async {v['async_steps_per_s']:.0f}"
+    )
+    ps = result["ppo_steps"]
+    print(f"\nPPO zoo hyperparameters, {args.steps} steps (median of {len(seeds)} seeds)")
+    print(
+        f"  SB3 {med(r['sb3_s'] for r in ps):.2f} s   ratiolab {med(r['ratiolab_s'] for r in ps):.2f} s   "
+        f"ratio {med(r['ratio'] for r in ps):.2f}x (target <= 0.5x)"
+    )
+    print(f"\nwall time (eval excluded) to deterministic 20-episode return >= {TARGET:.0f}")
+    print(f"  {'method':<24}{'reached':>8}{'median steps':>14}{'median s':>10}")
+    for name in result["targets"][0]:
+        rows = [t[name] for t in result["targets"]]
+        print(
+            f"  {name:<24}{sum(r['reached'] for r in rows):>5}/{len(rows):<2}"
+            f"{med(r['steps'] for r in rows):>14.0f}{med(r['seconds'] for r in rows):>10.2f}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

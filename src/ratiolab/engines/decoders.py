@@ -1,0 +1,170 @@
+"""Incremental forward passes with a KV cache, used by ``HFEngine``'s decode loop.
+
+``HFDecoder`` calls the model's own forward on a ``DynamicCache`` (any HF causal LM).
+``FusedLlamaDecoder`` re-implements the Llama forward for decoding: fused QKV and gate/up
+projections, a preallocated KV cache and one boolean attention mask per step, which removes
+most per-step Python overhead for small models. Both return the logits of the last position.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache, LlamaForCausalLM, PreTrainedModel
+
+from ratiolab.policies.scoring import position_ids
+
+
+class Decoder(Protocol):
+    """``prefill`` once with left-padded prompts, then ``step`` one token per row."""
+
+    def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor: ...
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def refresh(self) -> None:
+        """Re-read the model's weights after ``load_weights`` (the KV cache is kept)."""
+
+
+class HFDecoder:
+    """The model's forward on a ``DynamicCache``; positions skip left padding."""
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        self.model = model
+        self.cache = DynamicCache(config=model.config)
+        self.attention = torch.zeros(0)
+        self.next_position = torch.zeros(0)
+
+    def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        positions = position_ids(prompt_mask)
+        self.attention, self.next_position = prompt_mask, positions[:, -1:] + 1
+        out = self.model(
+            input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions,
+            cache=self.cache, use_cache=True, logits_to_keep=1,
+        )
+        return out.logits[:, -1]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.attention = F.pad(self.attention, (0, 1), value=1)
+        out = self.model(
+            input_ids=tokens[:, None], attention_mask=self.attention, position_ids=self.next_position,
+            cache=self.cache, use_cache=True,
+        )
+        self.next_position = self.next_position + 1
+        return out.logits[:, -1]
+
+    def refresh(self) -> None:
+        """Nothing to do: the forward reads the parameters directly."""
+
+
+def supports_fused(model: PreTrainedModel) -> bool:
+    """Whether ``FusedLlamaDecoder`` reproduces ``model``'s forward (plain Llama, SiLU, no biases)."""
+    cfg = model.config
+    return (
+        isinstance(model, LlamaForCausalLM)
+        and cfg.hidden_act == "silu"
+        and not cfg.attention_bias
+        and not cfg.mlp_bias
+    )
+
+
+class FusedLlamaDecoder:
+    """Llama decoding with fused projections and a static ``[layers, B, kv_heads, max_len, head_dim]`` cache.
+
+    Attention: a query at position ``i`` sees keys ``j <= i`` that are not left padding (a padding
+    query sees itself, so no softmax row is empty).
+    """
+
+    def __init__(self, model: LlamaForCausalLM, batch: int, max_len: int) -> None:
+        if not supports_fused(model):
+            raise ValueError("FusedLlamaDecoder needs a LlamaForCausalLM with SiLU and no biases; use backend='loop'")
+        cfg = model.config
+        self.model = model
+        self.n_heads: int = cfg.num_attention_heads
+        self.n_kv: int = cfg.num_key_value_heads or self.n_heads
+        self.head_dim: int = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
+        self.eps: float = cfg.rms_norm_eps
+        dtype = model.lm_head.weight.dtype
+        shape = (cfg.num_hidden_layers, batch, self.n_kv, max_len, self.head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype)
+        self.values = torch.zeros(shape, dtype=dtype)
+        self.key_valid = torch.zeros(batch, max_len, dtype=torch.bool)
+        self.length = 0
+        self.next_position = torch.zeros(batch, 1, dtype=torch.long)
+        self.refresh()
+
+    def refresh(self) -> None:
+        inner = self.model.model
+        self.layers = [
+            (
+                layer.input_layernorm.weight,
+                torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),
+                layer.self_attn.o_proj.weight,
+                layer.post_attention_layernorm.weight,
+                torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]),
+                layer.mlp.down_proj.weight,
+            )
+            for layer, attn in ((layer, layer.self_attn) for layer in inner.layers)
+        ]
+
+    def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Llama RMSNorm, in fp32 then cast back, as ``LlamaRMSNorm``."""
+        xf = x.float()
+        return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d), masked) v: written out in fp32 (faster than CPU SDPA for short
+        queries), SDPA otherwise (CPU bf16 batched matmuls are slow without bf16 units)."""
+        if q.dtype != torch.float32:
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, scale=self.head_dim**-0.5, enable_gqa=self.n_kv != self.n_heads
+            )
+        if self.n_kv != self.n_heads:
+            k = k.repeat_interleave(self.n_heads // self.n_kv, dim=1)
+            v = v.repeat_interleave(self.n_heads // self.n_kv, dim=1)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * self.head_dim**-0.5
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1, dtype=torch.float32)
+        return torch.matmul(weights.to(v.dtype), v)
+
+    def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        batch, width = input_ids.shape
+        start, end = self.length, self.length + width
+        self.key_valid[:, start:end] = valid
+        inner = self.model.model
+        x = inner.embed_tokens(input_ids)
+        cos, sin = (t.unsqueeze(1) for t in inner.rotary_emb(x, positions))
+        q_pos = torch.arange(start, end)[:, None]
+        k_pos = torch.arange(end)[None, :]
+        visible = (k_pos <= q_pos) & (self.key_valid[:, None, :end] | (k_pos == q_pos))
+        mask = visible[:, None]
+        n_q, n_kv = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        for i, (w_in, w_qkv, w_o, w_post, w_gate_up, w_down) in enumerate(self.layers):
+            q, k, v = F.linear(self._rms(x, w_in), w_qkv).split([n_q, n_kv, n_kv], dim=-1)
+            q = q.view(batch, width, -1, self.head_dim).transpose(1, 2)
+            k = k.view(batch, width, -1, self.head_dim).transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            self.keys[i, :, :, start:end] = k * cos + _rotate_half(k) * sin
+            self.values[i, :, :, start:end] = v.view(batch, width, -1, self.head_dim).transpose(1, 2)
+            attn = self._attend(q, self.keys[i, :, :, :end], self.values[i, :, :, :end], mask)
+            x = x + F.linear(attn.transpose(1, 2).reshape(batch, width, -1), w_o)
+            gate, up = F.linear(self._rms(x, w_post), w_gate_up).chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, w_down)
+        self.length = end
+        return self.model.lm_head(inner.norm(x[:, -1]))
+
+    def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        positions = position_ids(prompt_mask)
+        self.next_position = positions[:, -1:] + 1
+        return self._forward(prompt_ids, positions, prompt_mask.bool())
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        logits = self._forward(tokens[:, None], self.next_position, torch.ones(tokens.shape[0], 1, dtype=torch.bool))
+        self.next_position = self.next_position + 1
+        return logits
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)

@@ -1,0 +1,195 @@
+"""Typed configuration of the classic-control track (``ratiolab train --env ... --algo ...``).
+
+``GymTrainConfig`` is the top level; one section per algorithm family. The on-policy defaults
+are CleanRL ``ppo.py`` parity (arXiv 1707.06347; classic.md §7.1); ``PQNConfig`` defaults are
+CleanRL ``pqn.py`` (classic.md §1). MDPO and BPO run with the PPO settings and their own
+coefficients ("library settings", classic.md §6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Algo = Literal["ppo", "mdpo", "bpo", "props", "pdppo", "pqn", "mdpo_off"]
+ON_POLICY: tuple[str, ...] = ("ppo", "mdpo", "bpo", "props", "pdppo")
+#: The registry objective of each algorithm (``ppo.objective`` overrides it for ``ppo``).
+ALGO_OBJECTIVE = {
+    "ppo": "ppo",
+    "mdpo": "mdpo",
+    "bpo": "bpo",
+    "props": "ppo",
+    "pdppo": "ppo",
+    "mdpo_off": "mdpo",
+}
+
+
+@dataclass
+class PPOConfig:
+    """Rollout and learner settings of the actor-critic algorithms (CleanRL ``ppo.py`` defaults).
+
+    ``objective`` names any entry of :mod:`ratiolab.objectives` (``ppo`` gets ``clip_low =
+    clip_high = clip_coef``); ``objective_params`` are passed to it verbatim.
+    """
+
+    num_envs: int = 4
+    num_steps: int = 128
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    learning_rate: float = 2.5e-4
+    anneal_lr: bool = True
+    anneal_clip: bool = False
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    clip_vloss: bool = True
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    norm_adv: bool = True
+    target_kl: float | None = None
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    activation: Literal["tanh", "relu"] = "tanh"
+    norm_obs: bool = False
+    norm_reward: bool = False
+    objective: str = "ppo"
+    objective_params: dict[str, Any] = field(default_factory=dict)
+    bpo_u_coef: float = 0.5
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+
+@dataclass
+class PROPSConfig:
+    """PROPS behaviour-policy adaptation (arXiv 2311.08290; NicholasCorrado/PROPS discrete defaults)."""
+
+    num_steps: int = 16
+    learning_rate: float = 1e-3
+    epochs: int = 16
+    num_minibatches: int = 4
+    clip: float = 0.3
+    target_kl: float = 0.01
+
+
+@dataclass
+class PDPPOConfig:
+    """PDPPO's post-decision critic (arXiv 2504.05150): its own learning rate (``lr_critic``)."""
+
+    critic_learning_rate: float = 1.2e-3
+
+
+@dataclass
+class MDPOOffConfig:
+    """Off-policy (SAC-based) MDPO, ``mdpo_off/run_mujoco.py`` + README defaults (ratio-objectives.md §9).
+
+    ``old_policy_every`` is T_k (env steps between copies of pi_old); ``kl_const`` is c = 1/t_k;
+    ``entropy_temp`` is lambda. One gradient step per environment step after ``learning_starts``.
+    ``steps_per_iteration`` only sets how often a metrics row is logged.
+    """
+
+    num_envs: int = 1
+    buffer_size: int = 1_000_000
+    batch_size: int = 256
+    learning_starts: int = 10_000
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    entropy_temp: float = 0.2
+    kl_const: float = 1.0
+    old_policy_every: int = 1000
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    steps_per_iteration: int = 1000
+
+
+@dataclass
+class PQNConfig:
+    """PQN (arXiv 2407.04811), CleanRL ``pqn.py`` CartPole defaults (classic.md §1)."""
+
+    num_envs: int = 4
+    num_steps: int = 128
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    learning_rate: float = 2.5e-4
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    q_lambda: float = 0.65
+    start_e: float = 1.0
+    end_e: float = 0.05
+    exploration_fraction: float = 0.5
+    max_grad_norm: float = 10.0
+    hidden: list[int] = field(default_factory=lambda: [120, 84])
+    reward_scale: float = 1.0
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+
+@dataclass
+class GymTrainConfig:
+    """One classic-control run.
+
+    ``total_steps`` counts environment steps over all envs. ``eval_every`` (updates, 0 = only at the
+    end) runs ``eval_episodes`` deterministic episodes; with ``target_return`` set, training stops as
+    soon as that evaluation mean reaches it. ``vector`` picks gymnasium's sync or async vector env
+    (sync measured faster for cheap envs on 2 cores: benchmarks/bench_gym.py); exact resume needs
+    ``sync``. ``torch_threads`` is applied inside the training loop only.
+    """
+
+    env_id: str = "CartPole-v1"
+    algo: Algo = "ppo"
+    seed: int = 1
+    total_steps: int = 500_000
+    vector: Literal["sync", "async"] = "sync"
+    torch_threads: int = 1
+    eval_episodes: int = 20
+    eval_every: int = 0
+    eval_seed: int = 10_000
+    target_return: float | None = None
+    checkpoint_every: int = 0
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    props: PROPSConfig = field(default_factory=PROPSConfig)
+    pdppo: PDPPOConfig = field(default_factory=PDPPOConfig)
+    pqn: PQNConfig = field(default_factory=PQNConfig)
+    mdpo_off: MDPOOffConfig = field(default_factory=MDPOOffConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "torch_threads", "eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = only at the end), got {getattr(self, name)}")
+        p, q = self.ppo, self.pqn
+        if p.num_envs < 1 or p.num_steps < 1 or not 1 <= p.num_minibatches <= p.batch_size:
+            raise ValueError(
+                f"ppo: need num_envs, num_steps >= 1 and 1 <= num_minibatches <= num_envs*num_steps, got "
+                f"num_envs={p.num_envs}, num_steps={p.num_steps}, num_minibatches={p.num_minibatches}"
+            )
+        if q.num_envs < 1 or q.num_steps < 1 or not 1 <= q.num_minibatches <= q.batch_size:
+            raise ValueError(
+                f"pqn: need num_envs, num_steps >= 1 and 1 <= num_minibatches <= num_envs*num_steps, got "
+                f"num_envs={q.num_envs}, num_steps={q.num_steps}, num_minibatches={q.num_minibatches}"
+            )
+        if self.algo != "ppo" and p.objective != "ppo":
+            raise ValueError(
+                f"ppo.objective={p.objective!r} only applies to algo 'ppo'; algo {self.algo!r} uses "
+                f"{ALGO_OBJECTIVE.get(self.algo, 'its own loss')!r}: leave ppo.objective at 'ppo'"
+            )
+
+    @property
+    def objective(self) -> str:
+        """The registry objective the on-policy learner calls."""
+        return self.ppo.objective if self.algo == "ppo" else ALGO_OBJECTIVE[self.algo]
+
+    @property
+    def num_envs(self) -> int:
+        if self.algo == "pqn":
+            return self.pqn.num_envs
+        return self.mdpo_off.num_envs if self.algo == "mdpo_off" else self.ppo.num_envs

@@ -1,0 +1,98 @@
+"""Vector environments and the up-front checks that run before any run directory is created.
+
+Environments are gymnasium vector envs with ``SAME_STEP`` autoreset: when an episode ends, the
+returned observation is already the next episode's first one and the true successor sits in
+``info["final_obs"]`` (needed to bootstrap through time-limit truncation).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+
+from ratiolab.gym import inventory
+
+#: Action spaces each algorithm supports.
+SUPPORTED: dict[str, tuple[type[spaces.Space], ...]] = {
+    "ppo": (spaces.Discrete, spaces.Box),
+    "mdpo": (spaces.Discrete, spaces.Box),
+    "bpo": (spaces.Discrete, spaces.Box),
+    "props": (spaces.Discrete, spaces.Box),
+    "pdppo": (spaces.Discrete,),
+    "pqn": (spaces.Discrete,),
+    "mdpo_off": (spaces.Box,),
+}
+
+
+class EnvError(ValueError):
+    """The environment cannot be used with the chosen algorithm; the message names both."""
+
+
+def _make(env_id: str) -> gym.Env:
+    inventory.register()
+    return gym.make(env_id, disable_env_checker=True)
+
+
+def make_vec(env_id: str, num_envs: int, vector: str = "sync") -> VectorEnv:
+    """``num_envs`` copies of ``env_id`` in a sync or async vector env (SAME_STEP autoreset)."""
+    fns = [functools.partial(_make, env_id) for _ in range(num_envs)]
+    if vector == "async":
+        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def check_obs(obs: np.ndarray, env_id: str, algo: str) -> None:
+    """Raise :class:`EnvError` if an observation batch holds NaN or infinity."""
+    if not np.isfinite(obs).all():
+        raise EnvError(
+            f"environment {env_id!r} returned a non-finite observation (NaN/inf) while training algo "
+            f"{algo!r}; fix the environment or wrap it to sanitise observations"
+        )
+
+
+def validate(env_id: str, algo: str, seed: int, probe_steps: int = 8) -> None:
+    """Check that ``env_id`` exists, fits ``algo`` and yields finite observations (a short random probe)."""
+    inventory.register()
+    try:
+        env = _make(env_id)
+    except gym.error.DependencyNotInstalled as err:
+        raise EnvError(
+            f"environment {env_id!r} (algo {algo!r}) needs an optional dependency: {err}; for MuJoCo tasks "
+            "pip install 'ratiolab[mujoco]'"
+        ) from err
+    except gym.error.Error as err:
+        raise EnvError(
+            f"unknown environment id {env_id!r} for algo {algo!r} ({err}); use a gymnasium id such as "
+            f"CartPole-v1 or {inventory.ENV_ID}"
+        ) from err
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+        if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+            raise EnvError(
+                f"environment {env_id!r} has observation space {obs_space}; algo {algo!r} needs a flat Box"
+            )
+        allowed = SUPPORTED[algo]
+        if not isinstance(act_space, allowed):
+            raise EnvError(
+                f"algo {algo!r} does not fit environment {env_id!r}: action space {act_space} is not one of "
+                f"{[t.__name__ for t in allowed]}; pick another --algo (e.g. ppo) or environment"
+            )
+        obs, _ = env.reset(seed=seed)
+        check_obs(np.asarray(obs), env_id, algo)
+        act_space.seed(seed)
+        for _ in range(probe_steps):
+            obs, _, term, trunc, info = env.step(act_space.sample())
+            check_obs(np.asarray(obs), env_id, algo)
+            if algo == "pdppo" and "post_decision_obs" not in info:
+                raise EnvError(
+                    f"algo 'pdppo' needs post-decision states: environment {env_id!r} does not report "
+                    f"info['post_decision_obs']; use {inventory.ENV_ID} or add it to the environment"
+                )
+            if term or trunc:
+                obs, _ = env.reset()
+    finally:
+        env.close()

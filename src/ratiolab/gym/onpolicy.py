@@ -1,0 +1,319 @@
+"""Actor-critic learner for PPO, MDPO, BPO, PROPS and PDPPO on vector environments.
+
+One iteration collects ``num_steps x num_envs`` transitions, computes done/truncation-aware GAE
+(``gae_episodic``) and runs ``update_epochs`` passes of minibatch Adam. The policy loss is always
+``ratiolab.objectives.compute(objective, PolicyLossInputs(...), **params)`` on ``[minibatch, 1]``
+tensors, so every registered objective runs here; the value loss is CleanRL's (optionally clipped)
+``0.5 (V - R)^2``. Algorithm-specific pieces:
+
+- ``mdpo`` (arXiv 2005.09814): the exact per-state ``KL(pi_theta || pi_theta_k)`` and the ``t_k``
+  schedule over iterations are passed to the ``mdpo`` objective;
+- ``bpo`` (arXiv 2604.18578): the critic has a second output, the median head ``U``, trained with
+  ``median_loss``; the target ratio uses ``Q - sg(U)`` with ``Q`` the GAE return;
+- ``props`` (arXiv 2311.08290): actions come from a behaviour policy re-fitted from theta every
+  ``props.num_steps`` env steps on the rollout so far, with ``L = mean max(r, clip(r))``,
+  ``r = pi_phi / pi_theta``; PPO then uses log-probs recomputed under theta;
+- ``pdppo`` (arXiv 2504.05150): a post-decision critic ``V^x(s^x)`` with its own optimiser and
+  ``A = max(R - V^x(s^x), R - V(s))``; both critics regress the same lambda-return ``R`` [inferred].
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from ratiolab import objectives
+from ratiolab.advantages.episodic import gae_episodic
+from ratiolab.gym.config import GymTrainConfig
+from ratiolab.gym.policies import Actor, mlp
+from ratiolab.gym.rollout import VecRunner
+from ratiolab.objectives.bpo import median_loss
+from ratiolab.types import PolicyLossInputs
+
+
+def props_loss(logp_phi: torch.Tensor, logp_theta: torch.Tensor, clip: float) -> torch.Tensor:
+    """PROPS behaviour loss ``mean max(r, clip(r, 1 - eps, 1 + eps))``, ``r = pi_phi / pi_theta``."""
+    r = torch.exp(logp_phi - logp_theta.detach())
+    return torch.maximum(r, r.clamp(1.0 - clip, 1.0 + clip)).mean()
+
+
+def _post_decision(info: dict[str, Any], done: np.ndarray) -> np.ndarray:
+    """``info["post_decision_obs"]`` per env; for envs that just reset it lives in ``final_info``."""
+    src = info["final_info"] if done.all() else info
+    post = np.array(src["post_decision_obs"], dtype=np.float32, copy=True)
+    if done.any() and not done.all():
+        for i in np.flatnonzero(done):
+            post[i] = info["final_info"]["post_decision_obs"][i]
+    return post
+
+
+def _clip_frac(m: dict[str, float]) -> float:
+    """An objective's clip fraction (the sum of its low/high fractions when it reports only those)."""
+    return m.get("clip_frac", m.get("clip_frac_low", 0.0) + m.get("clip_frac_high", 0.0))
+
+
+class OnPolicy:
+    """State and one-iteration logic of the actor-critic algorithms (see the module docstring)."""
+
+    def __init__(self, cfg: GymTrainConfig, runner: VecRunner) -> None:
+        self.cfg, self.p, self.runner = cfg, cfg.ppo, runner
+        p, algo = cfg.ppo, cfg.algo
+        obs_space, act_space = runner.envs.single_observation_space, runner.envs.single_action_space
+        assert isinstance(obs_space, spaces.Box)
+        self.obs_dim = int(obs_space.shape[0])
+        continuous = isinstance(act_space, spaces.Box)
+        if isinstance(act_space, spaces.Box):
+            self.n_act = int(act_space.shape[0])
+        else:
+            assert isinstance(act_space, spaces.Discrete)
+            self.n_act = int(act_space.n)
+        self.actor = Actor(self.obs_dim, self.n_act, continuous, p.hidden, p.activation)
+        self.critic = mlp(self.obs_dim, p.hidden, 2 if algo == "bpo" else 1, p.activation)
+        self.opt = torch.optim.Adam(
+            [*self.actor.parameters(), *self.critic.parameters()], lr=p.learning_rate, eps=1e-5, fused=True
+        )
+        self.extra: dict[str, nn.Module] = {}
+        self.extra_opt: dict[str, torch.optim.Optimizer] = {}
+        if algo == "pdppo":
+            post_space = obs_space.shape[0]
+            self.extra["post_critic"] = mlp(int(post_space), p.hidden, 1, p.activation)
+            self.extra_opt["post_critic"] = torch.optim.Adam(
+                self.extra["post_critic"].parameters(),
+                lr=cfg.pdppo.critic_learning_rate,
+                eps=1e-5,
+                fused=True,
+            )
+        if algo == "props":
+            self.extra["behaviour"] = copy.deepcopy(self.actor)
+            self.extra_opt["behaviour"] = torch.optim.Adam(
+                self.extra["behaviour"].parameters(), lr=cfg.props.learning_rate, fused=True
+            )
+        self.num_updates = max(cfg.total_steps // p.batch_size, 1)
+        self.update_idx = 0
+        self.steps_per_update = p.batch_size
+
+    # -- persistence -------------------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critic": self.critic, **self.extra}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "update_idx": self.update_idx,
+            "opt": self.opt.state_dict(),
+            "extra_opt": {k: o.state_dict() for k, o in self.extra_opt.items()},
+        }
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.update_idx = int(s["update_idx"])
+        self.opt.load_state_dict(s["opt"])
+        for k, o in self.extra_opt.items():
+            o.load_state_dict(s["extra_opt"][k])
+
+    def act(self, obs: torch.Tensor) -> np.ndarray:
+        """Deterministic action (argmax / mean) for evaluation."""
+        with torch.no_grad():
+            action, _ = self.actor.sample(self.actor(obs), deterministic=True)
+        out: np.ndarray = action.numpy()
+        return out
+
+    # -- one iteration -----------------------------------------------------------------------------
+    def iterate(self) -> dict[str, float]:
+        p = self.p
+        frac = 1.0 - self.update_idx / self.num_updates
+        lr = p.learning_rate * frac if p.anneal_lr else p.learning_rate
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        clip = p.clip_coef * frac if p.anneal_clip else p.clip_coef
+        data = self._collect()
+        metrics = self._learn(data, clip)
+        self.update_idx += 1
+        metrics.update(self.runner.pop_episodes())
+        metrics["lr"] = lr
+        metrics["clip_coef"] = clip
+        return metrics
+
+    def _collect(self) -> dict[str, torch.Tensor]:
+        """Roll out ``num_steps`` vector steps; values are computed afterwards in one batched pass."""
+        p, runner, algo = self.p, self.runner, self.cfg.algo
+        T, N = p.num_steps, runner.envs.num_envs
+        policy = self.extra["behaviour"] if algo == "props" else self.actor
+        assert isinstance(policy, Actor)
+        obs_l, act_l, logp_l, rew_l, term_l, trunc_l, post_l = [], [], [], [], [], [], []
+        final_obs = np.zeros((T, N, self.obs_dim), np.float32)
+        with torch.no_grad():
+            for t in range(T):
+                obs = torch.from_numpy(runner.obs)
+                action, logp = policy.sample(policy(obs))
+                step = runner.step(action.numpy())
+                obs_l.append(obs)
+                act_l.append(action)
+                logp_l.append(logp)
+                rew_l.append(step.reward)
+                term_l.append(step.terminated)
+                trunc_l.append(step.truncated)
+                if step.truncated.any():
+                    final_obs[t] = step.final_obs
+                if algo == "pdppo":
+                    post_l.append(_post_decision(runner.last_info, step.done))
+                if algo == "props" and (t + 1) * N % self.cfg.props.num_steps < N:
+                    self._adapt_behaviour(torch.stack(obs_l), torch.stack(act_l))
+            truncated = torch.from_numpy(np.stack(trunc_l))
+            terminated = torch.from_numpy(np.stack(term_l))
+            buf = {
+                "obs": torch.stack(obs_l),
+                "act": torch.stack(act_l).float(),
+                "logp": torch.stack(logp_l),
+                "rewards": torch.from_numpy(np.stack(rew_l)),
+                "terminated": terminated.float(),
+            }
+            all_obs = torch.cat([buf["obs"].reshape(T * N, -1), torch.from_numpy(runner.obs)])
+            v = self.critic(all_obs)[:, 0].reshape(T + 1, N)
+            buf["values"] = v[:T]
+            next_values = v[1:]
+            if truncated.any():  # bootstrap through time-limit truncation with V(final observation)
+                fo = torch.from_numpy(final_obs)[truncated]
+                next_values = next_values.clone()
+                next_values[truncated] = self.critic(fo)[:, 0]
+            if algo == "pdppo":
+                buf["post_obs"] = torch.from_numpy(np.stack(post_l))
+        buf["adv"] = gae_episodic(
+            rewards=buf["rewards"],
+            values=buf["values"],
+            next_values=next_values,
+            terminated=terminated,
+            dones=terminated | truncated,
+            gamma=p.gamma,
+            lam=p.gae_lambda,
+        )
+        buf["returns"] = buf["adv"] + buf["values"]
+        return buf
+
+    def _adapt_behaviour(self, obs: torch.Tensor, act: torch.Tensor) -> None:
+        """PROPS: phi <- theta, then minimise :func:`props_loss` on the rollout so far (KL early stop)."""
+        pc = self.cfg.props
+        behaviour = self.extra["behaviour"]
+        assert isinstance(behaviour, Actor)
+        behaviour.load_state_dict(self.actor.state_dict())
+        obs, act = (
+            obs.reshape(-1, self.obs_dim),
+            act.reshape(len(obs.reshape(-1, self.obs_dim)), *act.shape[2:]),
+        )
+        with torch.no_grad():
+            logp_theta = self.actor.log_prob(self.actor(obs), act)
+        mb = max(len(obs) // pc.num_minibatches, 1)
+        with torch.enable_grad():
+            for _ in range(pc.epochs):
+                perm = torch.randperm(len(obs))
+                for start in range(0, len(obs), mb):
+                    idx = perm[start : start + mb]
+                    logp_phi = behaviour.log_prob(behaviour(obs[idx]), act[idx])
+                    loss = props_loss(logp_phi, logp_theta[idx], pc.clip)
+                    self.extra_opt["behaviour"].zero_grad()
+                    loss.backward()
+                    self.extra_opt["behaviour"].step()
+                with torch.no_grad():
+                    log_r = behaviour.log_prob(behaviour(obs), act) - logp_theta
+                    if float((log_r.exp() - 1 - log_r).mean()) > pc.target_kl:
+                        break
+
+    def _learn(self, buf: dict[str, torch.Tensor], clip: float) -> dict[str, float]:
+        p, algo = self.p, self.cfg.algo
+        B = p.batch_size
+        flat = {k: v.reshape(B, *v.shape[2:]) for k, v in buf.items()}
+        b_obs, b_act, b_ret, b_val = flat["obs"], flat["act"], flat["returns"], flat["values"]
+        b_adv = flat["adv"]
+        with torch.no_grad():
+            old_params = self.actor(b_obs)  # pi_theta_k at the iteration start (MDPO's KL anchor)
+            if algo == "props":  # the trust region is around theta, not the behaviour policy
+                flat["logp"] = self.actor.log_prob(old_params, b_act)
+            if algo == "pdppo":
+                post_v = self.extra["post_critic"](flat["post_obs"])[:, 0]
+                b_adv = torch.maximum(b_ret - post_v, b_adv)
+        b_logp = flat["logp"]
+        base_params: dict[str, Any] = {"entropy_coef": p.ent_coef}
+        if self.cfg.objective == "ppo":
+            base_params.update(clip_low=clip, clip_high=clip)
+        if algo == "mdpo":
+            base_params.update(iteration=self.update_idx, total_iterations=self.num_updates)
+        base_params.update(p.objective_params)
+        sums: dict[str, float] = {}
+        n = 0
+        mb = p.minibatch_size
+        ones = torch.ones(mb, 1)
+        for _ in range(p.update_epochs):
+            perm = torch.randperm(B)
+            kl_epoch = 0.0
+            for start in range(0, B - mb + 1, mb):
+                idx = perm[start : start + mb]
+                params = self.actor(b_obs[idx])
+                logp = self.actor.log_prob(params, b_act[idx])
+                ent = self.actor.entropy(params)
+                out_v = self.critic(b_obs[idx])
+                adv = b_adv[idx]
+                if p.norm_adv and mb > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                kw = dict(base_params)
+                if algo == "mdpo":
+                    kw["kl"] = self.actor.kl(params, old_params[idx])[:, None]
+                if algo == "bpo":
+                    kw["target_adv"] = (b_ret[idx] - out_v[:, 1].detach())[:, None]
+                inputs = PolicyLossInputs(
+                    logp=logp[:, None],
+                    prox_logp=b_logp[idx][:, None],
+                    adv=adv[:, None],
+                    mask=ones,
+                    entropy=ent[:, None],
+                )
+                out = objectives.compute(self.cfg.objective, inputs, **kw)
+                v_loss = self._value_loss(out_v[:, 0], b_val[idx], b_ret[idx], clip)
+                loss = out.loss + p.vf_coef * v_loss
+                if algo == "bpo":
+                    u_loss = median_loss(b_ret[idx], out_v[:, 1])
+                    loss = loss + p.bpo_u_coef * u_loss
+                    sums["loss/median"] = sums.get("loss/median", 0.0) + float(u_loss.detach())
+                self.opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(
+                    [*self.actor.parameters(), *self.critic.parameters()], p.max_grad_norm, foreach=True
+                )
+                self.opt.step()
+                if algo == "pdppo":
+                    self._fit_post_critic(flat["post_obs"][idx], b_ret[idx])
+                for k, v in (
+                    ("loss/policy", float(out.loss.detach())),
+                    ("loss/value", float(v_loss.detach())),
+                    ("clip_frac", _clip_frac(out.metrics)),
+                    ("approx_kl", out.metrics["approx_kl"]),
+                    ("entropy", out.metrics["entropy"]),
+                ):
+                    sums[k] = sums.get(k, 0.0) + v
+                kl_epoch = out.metrics["approx_kl"]
+                n += 1
+            if p.target_kl is not None and kl_epoch > p.target_kl:
+                break
+        metrics = {k: v / max(n, 1) for k, v in sums.items()}
+        var_y = float(b_ret.var())
+        metrics["explained_variance"] = (
+            float("nan") if var_y == 0 else 1.0 - float((b_ret - b_val).var()) / var_y
+        )
+        return metrics
+
+    def _value_loss(
+        self, v: torch.Tensor, v_old: torch.Tensor, ret: torch.Tensor, clip: float
+    ) -> torch.Tensor:
+        if not self.p.clip_vloss:
+            return 0.5 * (v - ret).square().mean()
+        clipped = v_old + (v - v_old).clamp(-clip, clip)
+        return 0.5 * torch.maximum((v - ret).square(), (clipped - ret).square()).mean()
+
+    def _fit_post_critic(self, post_obs: torch.Tensor, ret: torch.Tensor) -> None:
+        loss = 0.5 * (self.extra["post_critic"](post_obs)[:, 0] - ret).square().mean()
+        opt = self.extra_opt["post_critic"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()

@@ -1,0 +1,253 @@
+"""Entry points the CLI calls: :func:`train` (fresh or exact resume) and :func:`evaluate`.
+
+Everything is validated before a run directory is created. A checkpoint holds every module's
+weights (safetensors) and, in ``state.pt``, the optimisers, the python/numpy/torch RNG states,
+the pickled sync vector env, the normalisers and the iteration counter, so that on CPU
+``N steps == N/2 steps + resume + N/2 steps`` bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ratiolab.config import from_dict, to_dict
+from ratiolab.gym.config import ON_POLICY, GymTrainConfig
+from ratiolab.gym.envs import EnvError, make_vec, validate
+from ratiolab.gym.mdpo_off import MDPOOff
+from ratiolab.gym.onpolicy import OnPolicy
+from ratiolab.gym.pqn import PQN
+from ratiolab.gym.rollout import VecRunner
+from ratiolab.report import Panel, write_report
+from ratiolab.runs import RunDir, rng_state, set_rng_state
+
+Algorithm = OnPolicy | PQN | MDPOOff
+Progress = Callable[[dict[str, Any]], None]
+
+PANELS = (
+    Panel("Episodic return", ("episodic_return", "eval/return_mean"), "return"),
+    Panel("Losses", ("loss/policy", "loss/value", "loss/q", "loss/median")),
+    Panel("Clip fraction", ("clip_frac",)),
+    Panel("Entropy", ("entropy",)),
+    Panel("Approx. KL(old || new)", ("approx_kl",)),
+)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Undiscounted returns of deterministic evaluation episodes (one per seeded env)."""
+
+    returns: list[float]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+
+@dataclass
+class GymResult:
+    """What :func:`train` returns. ``train_seconds`` excludes evaluation time."""
+
+    steps: int
+    updates: int
+    train_seconds: float
+    final_eval: EvalResult | None
+    reached_target_step: int | None = None
+    reached_target_seconds: float | None = None
+    run_dir: Path | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _build(cfg: GymTrainConfig, num_envs: int | None = None) -> Algorithm:
+    gamma = {"pqn": cfg.pqn.gamma, "mdpo_off": cfg.mdpo_off.gamma}.get(cfg.algo, cfg.ppo.gamma)
+    envs = make_vec(cfg.env_id, num_envs or cfg.num_envs, cfg.vector if num_envs is None else "sync")
+    runner = VecRunner(
+        envs,
+        cfg.env_id,
+        cfg.algo,
+        cfg.seed,
+        gamma=gamma,
+        norm_obs=cfg.algo in ON_POLICY and cfg.ppo.norm_obs,
+        norm_reward=cfg.algo in ON_POLICY and cfg.ppo.norm_reward,
+    )
+    if cfg.algo == "pqn":
+        return PQN(cfg, runner)
+    return MDPOOff(cfg, runner) if cfg.algo == "mdpo_off" else OnPolicy(cfg, runner)
+
+
+def evaluate_algorithm(algo: Algorithm, episodes: int, seed: int) -> EvalResult:
+    """``episodes`` deterministic episodes, env ``i`` seeded ``seed + i``; observation statistics frozen."""
+    runner = algo.runner
+    envs = make_vec(runner.env_id, episodes, "sync")
+    try:
+        raw, _ = envs.reset(seed=[seed + i for i in range(episodes)])  # type: ignore[arg-type]
+        returns, alive = np.zeros(episodes), np.ones(episodes, bool)
+        while alive.any():
+            action = algo.act(torch.from_numpy(runner.obs_norm(raw)))
+            if runner.continuous:
+                action = np.clip(action, runner.low, runner.high)
+            raw, reward, term, trunc, _ = envs.step(action)
+            returns += reward * alive
+            alive &= ~(term | trunc)
+    finally:
+        envs.close()
+    return EvalResult([float(r) for r in returns])
+
+
+def _save(run: RunDir, algo: Algorithm, step: int, train_seconds: float) -> None:
+    weights = {f"{name}.{k}": v for name, m in algo.modules().items() for k, v in m.state_dict().items()}
+    state = {
+        "algo": algo.state_dict(),
+        "runner": algo.runner.state_dict(),
+        "rng": rng_state(),
+        "train_seconds": train_seconds,
+    }
+    run.save(step, weights, state)
+
+
+def _load(algo: Algorithm, ckpt_weights: dict[str, torch.Tensor], state: dict[str, Any], seed: int) -> bool:
+    for name, m in algo.modules().items():
+        prefix = f"{name}."
+        m.load_state_dict({k[len(prefix) :]: v for k, v in ckpt_weights.items() if k.startswith(prefix)})
+    algo.load_state_dict(state["algo"])
+    exact = algo.runner.load_state_dict(state["runner"], seed + algo.update_idx)
+    set_rng_state(state["rng"])
+    return exact
+
+
+def train(
+    cfg: GymTrainConfig,
+    run_dir: Path | None,
+    resume: bool = False,
+    progress: Progress | None = None,
+    stop_after: int | None = None,
+) -> GymResult:
+    """Train ``cfg.algo`` on ``cfg.env_id``; with ``run_dir`` log metrics, checkpoint and write a report.
+
+    ``resume=True`` continues the run in ``run_dir`` from its latest checkpoint (its stored config
+    must equal ``cfg``). ``progress`` is called with every logged row. ``stop_after`` (env steps)
+    checkpoints and returns early, e.g. to split a run in two.
+    """
+    validate(cfg.env_id, cfg.algo, cfg.seed)
+    if resume:
+        if run_dir is None:
+            raise ValueError("train: resume=True needs run_dir (the run to continue)")
+        run: RunDir | None = RunDir.open(run_dir)
+        assert run is not None
+        stored = from_dict(GymTrainConfig, run.config())
+        if stored != cfg:
+            raise ValueError(
+                f"train: the config differs from the one stored in {run_dir}/config.yaml; resume with "
+                "the stored config (or start a new run)"
+            )
+    else:
+        run = RunDir.create(run_dir, to_dict(cfg)) if run_dir is not None else None
+    with _threads(cfg.torch_threads):
+        return _loop(cfg, run, resume, progress, stop_after)
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)`` (tiny MLPs are fastest single-threaded)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _loop(
+    cfg: GymTrainConfig, run: RunDir | None, resume: bool, progress: Progress | None, stop_after: int | None
+) -> GymResult:
+    _seed_all(cfg.seed)
+    algo = _build(cfg)
+    train_s, rows = 0.0, list[dict[str, Any]]()
+    if resume:
+        assert run is not None
+        ckpt = run.latest()
+        if ckpt is None:
+            raise ValueError(f"train: {run.path} has no checkpoint to resume from; start a fresh run")
+        exact = _load(algo, ckpt.weights, ckpt.state, cfg.seed)
+        train_s = float(ckpt.state["train_seconds"])
+        run.truncate_metrics(ckpt.step)
+        if not exact:
+            run.log({"step": ckpt.step, "resume/envs_reseeded": 1.0})
+    result = GymResult(0, 0, 0.0, None, run_dir=None if run is None else run.path, rows=rows)
+    last_eval: EvalResult | None = None
+    try:
+        while algo.update_idx < algo.num_updates:
+            t0 = time.perf_counter()
+            metrics = algo.iterate()
+            train_s += time.perf_counter() - t0
+            u, step = algo.update_idx, algo.update_idx * algo.steps_per_update
+            row: dict[str, Any] = {"step": step, "update": u, **metrics, "time/train_s": train_s}
+            done = u == algo.num_updates or (stop_after is not None and step >= stop_after)
+            if (cfg.eval_every and u % cfg.eval_every == 0) or u == algo.num_updates:
+                last_eval = evaluate_algorithm(algo, cfg.eval_episodes, cfg.eval_seed)
+                row["eval/return_mean"], row["eval/return_std"] = last_eval.mean, last_eval.std
+                if cfg.target_return is not None and last_eval.mean >= cfg.target_return:
+                    result.reached_target_step, result.reached_target_seconds = step, train_s
+                    done = True
+            rows.append(row)
+            if run is not None:
+                run.log(row)
+                if done or (cfg.checkpoint_every and u % cfg.checkpoint_every == 0):
+                    _save(run, algo, step, train_s)
+            if progress is not None:
+                progress(row)
+            if done:
+                break
+    finally:
+        algo.runner.envs.close()
+    result.steps, result.updates = algo.update_idx * algo.steps_per_update, algo.update_idx
+    result.train_seconds, result.final_eval = train_s, last_eval
+    if run is not None:
+        summary = [
+            ("env", cfg.env_id),
+            ("algo", cfg.algo),
+            ("steps", str(result.steps)),
+            ("train seconds (excl. eval)", f"{train_s:.1f}"),
+        ]
+        if last_eval is not None:
+            summary.append(("deterministic eval return", f"{last_eval.mean:.1f} ± {last_eval.std:.1f}"))
+        write_report(run, PANELS, title=f"{cfg.algo} on {cfg.env_id}", summary=summary)
+    return result
+
+
+def evaluate(run_dir: Path, episodes: int = 20, seed: int | None = None) -> EvalResult:
+    """Deterministic evaluation of the latest checkpoint of ``run_dir`` (default seed: the config's)."""
+    run = RunDir.open(run_dir)
+    cfg = from_dict(GymTrainConfig, run.config())
+    ckpt = run.latest()
+    if ckpt is None:
+        raise ValueError(f"evaluate: {run_dir} has no checkpoint yet; train first")
+    try:
+        validate(cfg.env_id, cfg.algo, cfg.seed)
+    except EnvError as err:
+        raise ValueError(f"evaluate: {err}") from err
+    algo = _build(cfg, num_envs=1)
+    try:
+        with _threads(cfg.torch_threads):
+            _load(algo, ckpt.weights, ckpt.state, cfg.seed)
+            return evaluate_algorithm(algo, episodes, cfg.eval_seed if seed is None else seed)
+    finally:
+        algo.runner.envs.close()

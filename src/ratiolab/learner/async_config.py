@@ -1,0 +1,48 @@
+"""Configuration of the asynchronous actor/learner system (``TrainConfig.async_rl``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ratiolab.config import ConfigError
+from ratiolab.correction.old_logits import STRATEGIES
+
+
+@dataclass(frozen=True)
+class AsyncConfig:
+    """Asynchronous training (arXiv 2605.12070; decoupled PPO / PPO-EWMA, arXiv 2110.00641).
+
+    ``enabled``: run rollout actor(s) and learner concurrently. ``max_staleness``: the largest
+    ``learner_version - token_version`` a trained token may have, enforced at the buffer with
+    ``staleness_policy`` (``wait``: actors pause; ``drop``: stale batches are discarded).
+    ``old_logits``: where ``prox_logp`` comes from (see :mod:`ratiolab.correction.old_logits`).
+    ``partial_rollouts``: a weight update may land mid-generation (tokens record both versions).
+    ``backend``: ``local`` (threads in this process) or ``ray`` (actors on a Ray cluster at
+    ``ray_address``; ``None`` starts a local one). ``actor_delay``/``learner_delay`` slow one
+    side down by that many seconds per decode step / per update (for tests and experiments).
+    """
+
+    enabled: bool = False
+    max_staleness: int = 2
+    staleness_policy: Literal["drop", "wait"] = "wait"
+    old_logits: str = "snapshot"
+    partial_rollouts: bool = True
+    ewma_beta: float | None = None
+    ewma_reset_tau: float = 0.9
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    actor_delay: float = 0.0
+    learner_delay: float = 0.0
+
+    def validate(self) -> None:
+        if isinstance(self.max_staleness, bool) or self.max_staleness < 0:
+            raise ConfigError(
+                f"async_rl.max_staleness = {self.max_staleness!r} must be a non-negative integer (0 = on-policy)"
+            )
+        if self.old_logits not in STRATEGIES:
+            raise ConfigError(f"async_rl.old_logits = {self.old_logits!r} is not one of {list(STRATEGIES)}")
+        if self.actor_delay < 0 or self.learner_delay < 0:
+            raise ConfigError("async_rl.actor_delay and async_rl.learner_delay must be >= 0 seconds")
+        if self.ray_address is not None and self.backend != "ray":
+            raise ConfigError("async_rl.ray_address is set but async_rl.backend is not 'ray'; set backend=ray")

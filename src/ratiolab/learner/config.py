@@ -1,0 +1,170 @@
+"""Typed configuration of a language-model RL run (``ratiolab train``); YAML and ``--set`` map onto it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ratiolab import kl as kl_mod
+from ratiolab.config import ConfigError
+from ratiolab.learner.async_config import AsyncConfig
+
+KlPlacement = Literal["none", "loss", "reward_token", "reward_seq"]
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The verifiable task: a registered name (``ratiolab.tasks``) and its constructor parameters."""
+
+    name: str = "arithmetic"
+    params: dict[str, Any] = field(default_factory=lambda: {"level": 2})
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Where the policy comes from.
+
+    ``model``: a local Hugging Face checkpoint folder (model + tokenizer, ``from_pretrained``).
+    Without it, the task's demonstrations pre-train a ``preset`` model for ``pretrain_steps``
+    steps, cached under ``cache_dir`` so later runs reuse it.
+    """
+
+    model: str | None = None
+    preset: str = "tiny"
+    pretrain_steps: int = 600
+    pretrain_lr: float = 3e-3
+    cache_dir: str = ".cache/ratiolab"
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the engine samples rollouts.
+
+    ``engine_dtype`` bfloat16 gives the engine bf16-rounded weights, a real training-inference
+    mismatch (``w_disc != 1`` at staleness 0); ``engine_compute`` float32 computes with them in
+    fp32 (this CPU has no bf16 units: native bf16 is 3-4x slower, ``benchmarks/bench_sampler.py``).
+    ``backend``: ``auto`` (the fused decode loop for Llama models), ``fused``, ``loop`` (any
+    HF causal LM) or ``generate`` (HF ``generate``; no mid-generation weight swaps).
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_new_tokens: int = 8
+    engine_dtype: Literal["float32", "bfloat16"] = "float32"
+    engine_compute: Literal["native", "float32"] = "float32"
+    backend: Literal["auto", "fused", "loop", "generate"] = "auto"
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    """The RL update.
+
+    ``objective``/``advantage`` are registry names (``ratiolab list objectives|advantages``) with
+    extra parameters in ``objective_params``/``advantage_params``. Each step samples
+    ``prompts_per_step * samples_per_prompt`` responses and makes ``epochs`` passes over them in
+    ``minibatches`` optimiser steps, each accumulated over ``micro_batches``. ``kl_placement``
+    puts ``kl_coef * KL(pi || ref)`` into the loss (estimator ``kl_kind``), the per-token reward
+    (token-level estimators only) or the sequence reward.
+    """
+
+    objective: str = "grpo"
+    objective_params: dict[str, Any] = field(default_factory=dict)
+    advantage: str = "grpo"
+    advantage_params: dict[str, Any] = field(default_factory=dict)
+    prompts_per_step: int = 32
+    samples_per_prompt: int = 8
+    epochs: int = 1
+    minibatches: int = 2
+    micro_batches: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    kl_placement: KlPlacement = "none"
+    kl_coef: float = 0.0
+    kl_kind: str = "k3"
+    entropy_coef: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A complete run: ``steps`` RL steps, held-out evaluation every ``eval_every`` steps on
+    ``eval_size`` test problems, a checkpoint every ``checkpoint_every`` steps, in ``run_dir``;
+    ``async_rl`` switches to the asynchronous actor/learner system."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    steps: int = 40
+    seed: int = 0
+    eval_every: int = 10
+    eval_size: int = 200
+    checkpoint_every: int = 10
+    run_dir: str = "runs/train"
+    threads: int = 0
+    async_rl: AsyncConfig = field(default_factory=AsyncConfig)
+
+    def validate(self) -> None:
+        """Check what the dataclass types cannot, before any work or file is made."""
+        from ratiolab import advantages, objectives, tasks
+
+        a = self.algo
+        self.async_rl.validate()
+        _positive("steps", self.steps)
+        _positive("eval_every", self.eval_every)
+        _positive("eval_size", self.eval_size)
+        _positive("checkpoint_every", self.checkpoint_every)
+        _positive("algo.prompts_per_step", a.prompts_per_step)
+        _positive("algo.samples_per_prompt", a.samples_per_prompt)
+        _positive("algo.epochs", a.epochs)
+        _positive("algo.minibatches", a.minibatches)
+        _positive("algo.micro_batches", a.micro_batches)
+        _positive("sampling.max_new_tokens", self.sampling.max_new_tokens)
+        if self.async_rl.partial_rollouts and self.async_rl.enabled and self.sampling.backend == "generate":
+            raise ConfigError(
+                "sampling.backend = generate cannot swap weights mid-generation; set async_rl.partial_rollouts=false "
+                "or sampling.backend=auto"
+            )
+        if self.threads < 0:
+            raise ConfigError(f"threads = {self.threads}: use 0 (torch default) or a positive count")
+        if a.prompts_per_step % (a.minibatches * a.micro_batches):
+            raise ConfigError(
+                f"algo.minibatches x algo.micro_batches = {a.minibatches * a.micro_batches} must divide "
+                f"algo.prompts_per_step = {a.prompts_per_step} (minibatches hold whole prompt groups)"
+            )
+        if a.lr <= 0:
+            raise ConfigError(f"algo.lr = {a.lr} must be > 0")
+        if a.grad_clip <= 0:
+            raise ConfigError(f"algo.grad_clip = {a.grad_clip} must be > 0")
+        if a.kl_kind not in kl_mod.KINDS:
+            raise ConfigError(f"algo.kl_kind = {a.kl_kind!r} is not one of {list(kl_mod.KINDS)}")
+        if (a.kl_placement == "none") != (a.kl_coef == 0.0):
+            raise ConfigError(
+                f"algo.kl_placement = {a.kl_placement!r} with algo.kl_coef = {a.kl_coef}: set both "
+                "(e.g. kl_placement=loss, kl_coef=0.04) or neither"
+            )
+        if a.kl_placement == "reward_token" and a.advantage not in ("reinforce_pp", "reinforce_pp_baseline", "remax"):
+            raise ConfigError(
+                f"algo.kl_placement = reward_token needs a token-level advantage (reinforce_pp, "
+                f"reinforce_pp_baseline, remax), not {a.advantage!r}; use reward_seq or loss"
+            )
+        if a.advantage == "gae":
+            raise ConfigError("algo.advantage = gae needs a value head, which the language-model track has not yet")
+        try:
+            objectives.OBJECTIVES.resolve(a.objective, a.objective_params)
+        except ValueError as err:
+            raise ConfigError(f"algo.objective / algo.objective_params: {err}") from err
+        try:
+            advantages.ADVANTAGES.get(a.advantage)
+        except ValueError as err:
+            raise ConfigError(f"algo.advantage: {err}") from err
+        try:
+            tasks.get(self.task.name, **self.task.params)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"task: {err}; check task.name and task.params") from err
+
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{name} = {value} must be a positive integer")

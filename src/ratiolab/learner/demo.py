@@ -1,0 +1,55 @@
+"""``ratiolab demo``: pre-train a tiny policy on arithmetic (cached), RL-train it, show before/after.
+
+The embedded defaults (:data:`DEMO`) are what ``make demo`` runs on a fresh machine: within
+5 minutes on 2 CPU cores, pre-training included, held-out greedy accuracy rises by at least
+20 points over the pre-trained base.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ratiolab.config import override
+from ratiolab.learner.config import TrainConfig
+
+#: The demo run (``--set``-style assignments over :class:`TrainConfig`).
+DEMO_SETTINGS = (
+    "task.name=arithmetic",
+    "task.params={level: 2}",
+    "policy.preset=tiny",
+    "policy.pretrain_steps=300",
+    "algo.objective=grpo",
+    "algo.advantage=grpo",
+    "algo.lr=3e-4",
+    "steps=40",
+    "eval_every=10",
+)
+
+
+def demo_config(fresh: bool = False) -> TrainConfig:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    settings = [*DEMO_SETTINGS, f"run_dir=runs/demo-{stamp}"]
+    if fresh:
+        settings.append(f"policy.cache_dir=.cache/ratiolab-fresh-{stamp}")
+    return override(TrainConfig(), settings)
+
+
+def run_demo(console: Console, run_training: Callable[[TrainConfig, bool], Any], fresh: bool = False) -> int:
+    """Run the demo; the last printed line is ``held-out accuracy: base X% -> trained Y%``."""
+    cfg = demo_config(fresh)
+    start = time.perf_counter()
+    result = run_training(cfg, False)
+    table = Table(title=f"ratiolab demo: {cfg.algo.objective} on {cfg.task.name} ({cfg.policy.preset} policy)")
+    for col in ("", "held-out accuracy", "problems"):
+        table.add_column(col)
+    table.add_row("pre-trained base", f"{result.base_accuracy:.1%}", str(cfg.eval_size))
+    table.add_row(f"after {cfg.steps} RL steps", f"{result.final_accuracy:.1%}", str(cfg.eval_size))
+    console.print(table)
+    console.print(f"wall time {time.perf_counter() - start:.0f} s · report: {result.report}")
+    console.print(f"held-out accuracy: base {result.base_accuracy:.0%} -> trained {result.final_accuracy:.0%}")
+    return 0

@@ -1,0 +1,195 @@
+"""Synchronous RL for a language-model policy: sample -> verify -> score -> update -> sync, repeated.
+
+Every step uses seeds derived from ``(cfg.seed, step)`` for the problems, the sampler and the
+minibatch order, and a checkpoint stores the weights, optimiser and objective state, so a run
+resumed from a checkpoint continues bit for bit (``N`` steps equal ``N/2`` + resume + ``N/2``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ratiolab import tasks
+from ratiolab.config import to_dict
+from ratiolab.engines import HFEngine, SamplingParams
+from ratiolab.learner.config import TrainConfig
+from ratiolab.learner.lm import LMLearner
+from ratiolab.policies import load_policy
+from ratiolab.policies.pretrain import PretrainConfig, pretrain
+from ratiolab.report import Panel, write_report
+from ratiolab.rollout import collect
+from ratiolab.runs import RunDir, rng_state
+
+Progress = Callable[[int, dict[str, float]], None]
+
+PANELS = (
+    Panel("reward and held-out accuracy", ("reward/mean", "eval/accuracy")),
+    Panel("KL", ("approx_kl", "kl_ref/k3", "kl/k3")),
+    Panel("clip fractions", ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac")),
+    Panel("entropy", ("entropy",)),
+    Panel("response length", ("response/length",)),
+    Panel("r_stale", ("r_stale/mean", "r_stale/min", "r_stale/max", "r_stale/p99")),
+    Panel("w_disc (engine vs learner)", ("w_disc/mean", "w_disc/min", "w_disc/max", "w_disc/p99")),
+    Panel("loss and gradient norm", ("loss", "grad_norm")),
+    Panel("time per step (s)", ("time/generate", "time/score", "time/train", "time/wait", "time/eval")),
+    Panel("staleness of trained tokens", ("staleness/mean", "staleness/max", "partial/seq_frac")),
+    Panel("|log w_disc| by staleness", tuple(f"w_disc/abs_log_s{k}" for k in range(9))),
+    Panel("KL(behaviour || old)", ("kl_behav_prox/k1", "kl_behav_prox/k3")),
+    Panel("old-logit cost", ("old_logits/weight_copies", "old_logits/forwards", "old_logits/stall_seconds")),
+)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    base_accuracy: float
+    final_accuracy: float
+    steps: int
+    seconds: float
+    report: Path
+
+
+def step_seed(seed: int, step: int, salt: str) -> int:
+    """A 31-bit seed for ``(seed, step, salt)``, stable across processes (room for derived seeds)."""
+    digest = hashlib.blake2b(f"{seed}:{step}:{salt}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def policy_source(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
+    """The checkpoint folder to start from: ``policy.model``, or the cached pre-trained base."""
+    p = cfg.policy
+    if p.model is not None:
+        return Path(p.model)
+    key = json.dumps({"task": to_dict(cfg.task), "preset": p.preset, "steps": p.pretrain_steps, "lr": p.pretrain_lr})
+    digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+    folder = Path(p.cache_dir) / "pretrained" / f"{cfg.task.name}-{p.preset}-{digest}"
+    if not (folder / "config.json").is_file():
+        log(f"pre-training a {p.preset} policy on {cfg.task.name} demonstrations -> {folder}")
+        task = tasks.get(cfg.task.name, **cfg.task.params)
+        result = pretrain(task, folder, PretrainConfig(preset=p.preset, steps=p.pretrain_steps, lr=p.pretrain_lr))
+        log(f"pre-trained in {result.seconds:.1f} s (final loss {result.final_loss:.3f})")
+    return folder
+
+
+def _engine(model: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: TrainConfig, version: int) -> HFEngine:
+    dtype = torch.bfloat16 if cfg.sampling.engine_dtype == "bfloat16" else torch.float32
+    compute = torch.float32 if cfg.sampling.engine_compute == "float32" else None
+    return HFEngine(model, tok, dtype=dtype, compute_dtype=compute, backend=cfg.sampling.backend, seed=cfg.seed,
+                    version=version)
+
+
+def evaluate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: TrainConfig) -> float:
+    """Held-out greedy accuracy (share of reward-1 episodes) of the fp32 learner weights on
+    ``eval_size`` test problems; multi-turn tasks are played out turn by turn."""
+    task = tasks.get(cfg.task.name, **cfg.task.params)
+    problems = task.sample(cfg.eval_size, split="test", seed=cfg.seed)
+    engine = HFEngine(model, tok, dtype=torch.float32, seed=cfg.seed)
+    greedy = SamplingParams(greedy=True, max_new_tokens=cfg.sampling.max_new_tokens)
+    exp = collect(engine, task, problems, 1, greedy, seed=cfg.seed)
+    return float((exp.rewards >= 1.0).float().mean())
+
+
+def _run_sync(
+    cfg: TrainConfig, learner: LMLearner, engine: HFEngine, task: tasks.Task, first: int,
+    finish_step: Callable[[int, dict[str, Any]], None],
+) -> None:
+    """Steps ``first .. cfg.steps``: sample -> verify -> score -> update -> sync weights."""
+    sampling = SamplingParams(
+        temperature=cfg.sampling.temperature, top_p=cfg.sampling.top_p, top_k=cfg.sampling.top_k,
+        max_new_tokens=cfg.sampling.max_new_tokens,
+    )
+    for step in range(first, cfg.steps + 1):
+        t0 = time.perf_counter()
+        problems = task.sample(cfg.algo.prompts_per_step, split="train", seed=step_seed(cfg.seed, step, "problems"))
+        exp = collect(engine, task, problems, cfg.algo.samples_per_prompt, sampling,
+                      seed=step_seed(cfg.seed, step, "sample"), with_greedy=cfg.algo.advantage == "remax")
+        t1 = time.perf_counter()
+        scored = learner.score(exp)
+        t2 = time.perf_counter()
+        gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, "minibatch"))
+        metrics: dict[str, Any] = learner.update(scored, gen)
+        engine.load_weights(learner.model.state_dict(), version=step)
+        metrics.update({
+            "step": step,
+            "reward/mean": float(exp.rewards.mean()),
+            "reward/errors": exp.reward_errors,
+            "response/length": float(exp.rollout.mask.sum(-1).float().mean()),
+            "time/generate": t1 - t0, "time/score": t2 - t1, "time/train": time.perf_counter() - t2,
+        })
+        finish_step(step, metrics)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None = None,
+          log: Callable[[str], None] = print) -> TrainResult:
+    """Run (or resume, from ``cfg.run_dir``'s latest checkpoint) ``cfg.steps`` RL steps."""
+    cfg.validate()
+    if cfg.async_rl.enabled and cfg.async_rl.backend == "ray":
+        from ratiolab.learner.ray_backend import preflight
+
+        preflight(cfg.async_rl)  # a Ray address that does not answer fails before any file is written
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    start_time = time.perf_counter()
+    source = policy_source(cfg, log)
+    model, tok = load_policy(source)
+    model.eval()
+    task = tasks.get(cfg.task.name, **cfg.task.params)
+    ref = load_policy(source)[0].eval() if cfg.algo.kl_placement != "none" else None
+    learner = LMLearner(model, cfg.algo, cfg.sampling.temperature, ref_model=ref)
+
+    if resume:
+        run = RunDir.open(cfg.run_dir)
+        ckpt = run.latest()
+        if ckpt is None:
+            raise FileNotFoundError(f"{cfg.run_dir} has no checkpoint to resume from; start it without --resume")
+        model.load_state_dict(ckpt.weights)
+        learner.load_state_dict(ckpt.state["learner"])
+        run.truncate_metrics(ckpt.step)
+        first, base_acc = ckpt.step + 1, float(ckpt.state["base_accuracy"])
+        log(f"resumed {run.path} at step {ckpt.step}")
+    else:
+        run = RunDir.create(cfg.run_dir, to_dict(cfg) | {"policy_source": str(source)})
+        base_acc = evaluate(model, tok, cfg)
+        run.log({"step": 0, "eval/accuracy": base_acc})
+        first = 1
+    engine = _engine(model, tok, cfg, version=first - 1)
+    acc = base_acc
+
+    def finish_step(step: int, metrics: dict[str, Any]) -> None:
+        """Evaluate, log, checkpoint and report progress after the update of ``step``."""
+        nonlocal acc
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            t0 = time.perf_counter()
+            acc = evaluate(model, tok, cfg)
+            metrics["eval/accuracy"] = acc
+            metrics["time/eval"] = time.perf_counter() - t0
+        run.log(metrics)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            run.save(step, dict(model.state_dict()), {
+                "learner": learner.state_dict(), "base_accuracy": base_acc, "rng": rng_state(), "step": step,
+            })
+        if progress is not None:
+            progress(step, {"reward": metrics["reward/mean"], "accuracy": acc})
+
+    if cfg.async_rl.enabled:
+        from ratiolab.learner.async_driver import run_async
+
+        run_async(cfg, learner, engine, first, finish_step)
+    else:
+        _run_sync(cfg, learner, engine, task, first, finish_step)
+    report = write_report(
+        run, PANELS, title=f"ratiolab: {cfg.algo.objective} on {cfg.task.name}",
+        summary=[("held-out accuracy", f"base {base_acc:.1%} -> trained {acc:.1%}"),
+                 ("objective", cfg.algo.objective), ("advantage", cfg.algo.advantage),
+                 ("policy", str(source)), ("steps", str(cfg.steps))],
+    )
+    return TrainResult(run.path, base_acc, acc, cfg.steps, time.perf_counter() - start_time, report)

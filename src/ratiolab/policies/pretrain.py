@@ -1,0 +1,149 @@
+"""Supervised pre-training on task demonstrations (teacher forcing, loss on completion tokens only)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ratiolab import tasks
+from ratiolab.policies.model import build_policy, n_params
+from ratiolab.policies.scoring import position_ids
+from ratiolab.tasks import Problem, Task
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Demo pre-training settings.
+
+    Defaults: ``arithmetic`` level 2 (2-digit ± 1-digit, 1-digit ``*``), preset ``tiny``; 600
+    steps of batch 64 leave the model partly trained — about 30-60 % held-out greedy accuracy,
+    room for RL to improve — in about a minute on one CPU core. ``lr`` rises linearly for
+    ``warmup`` steps, then decays by cosine to 10 % of its peak.
+    """
+
+    task: str = "arithmetic"
+    level: int = 2
+    preset: str = "tiny"
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup: int = 20
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def build_task(self) -> Task:
+        """The demo task named by ``task`` at difficulty ``level``."""
+        return tasks.get(self.task, level=self.level)
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """What ``pretrain`` did: where it saved, final loss, parameter count and wall time."""
+
+    out_dir: str
+    steps: int
+    final_loss: float
+    n_params: int
+    seconds: float
+
+
+def demonstration_batch(
+    tokenizer: PreTrainedTokenizerBase, task: Task, problems: list[Problem]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask, labels)`` right-padded; labels are -100 outside the completion.
+
+    The prompt is encoded with special tokens (BOS), the demonstration without, followed by EOS.
+    """
+    rows: list[tuple[list[int], int]] = []
+    for problem in problems:
+        prompt = tokenizer(problem.prompt, add_special_tokens=True)["input_ids"]
+        completion = tokenizer(task.demonstration(problem), add_special_tokens=False)["input_ids"]
+        rows.append((prompt + completion + [int(tokenizer.eos_token_id)], len(prompt)))
+    width = max(len(ids) for ids, _ in rows)
+    pad = int(tokenizer.pad_token_id)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros(len(rows), width, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, (ids, n_prompt) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention[i, : len(ids)] = 1
+        labels[i, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:])
+    return input_ids, attention, labels
+
+
+def completion_loss(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Mean next-token cross-entropy over completion tokens (labels != -100)."""
+    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids(attention)).logits
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+
+
+def _lr_factor(step: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def pretrain(task: Task, out_dir: str | Path, cfg: PretrainConfig | None = None) -> PretrainResult:
+    """Train a fresh ``cfg.preset`` policy on ``task`` demonstrations; save model + tokenizer atomically.
+
+    Problems come from the task's train split only. ``out_dir`` is replaced as a whole: the
+    checkpoint is written to a temporary sibling folder, then renamed into place.
+    """
+    cfg = cfg if cfg is not None else PretrainConfig()
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise ValueError(f"steps={cfg.steps} and batch_size={cfg.batch_size} must be >= 1")
+    start = time.perf_counter()
+    model, tokenizer = build_policy(cfg.preset, seed=cfg.seed)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg))
+    problems = task.sample(cfg.steps * cfg.batch_size, split="train", seed=cfg.seed)
+    loss = torch.tensor(float("nan"))
+    for step in range(cfg.steps):
+        batch = problems[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        loss = completion_loss(model, *demonstration_batch(tokenizer, task, batch))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+    model.eval()
+    result = PretrainResult(
+        out_dir=str(out_dir), steps=cfg.steps, final_loss=float(loss.detach()), n_params=n_params(model),
+        seconds=time.perf_counter() - start,
+    )
+    save_atomically(model, tokenizer, Path(out_dir), {"config": asdict(cfg), "result": asdict(result)})
+    return result
+
+
+def save_atomically(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path, info: dict[str, object]
+) -> None:
+    """``save_pretrained`` model and tokenizer (plus ``pretrain.json``) into a temp dir, then rename."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "pretrain.json").write_text(json.dumps(info, indent=2))
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,93 @@
+"""One step's experience: sampled responses, their verified rewards and their prompt groups.
+
+``collect`` samples ``n`` responses per problem with the engine and scores each with the
+task's exact verifier. A verifier that raises scores the sample 0 and is counted in
+``reward_errors`` instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ratiolab.engines import HFEngine, Rollout, SamplingParams, StepHook
+from ratiolab.engines.multiturn import generate_turns
+from ratiolab.tasks import MultiTurnTask, Problem, Task
+
+
+@dataclass
+class Experience:
+    """Rollout rows ``i = g * n + j`` hold sample ``j`` of problem ``g`` (``group_ids[i] = g``).
+
+    ``uid`` numbers the batches an actor produced; ``prox_logp``/``prox_done`` hold the old
+    log-probs an exact old-logit strategy recorded and which tokens have one.
+    """
+
+    rollout: Rollout
+    problems: list[Problem]
+    rewards: torch.Tensor
+    group_ids: torch.Tensor
+    reward_errors: int
+    greedy_rewards: torch.Tensor | None = None
+    uid: int = 0
+    prox_logp: torch.Tensor = field(init=False)
+    prox_done: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prox_logp = torch.zeros_like(self.rollout.behav_logp, dtype=torch.float32)
+        self.prox_done = torch.zeros_like(self.rollout.mask, dtype=torch.bool)
+
+    @property
+    def size(self) -> int:
+        return int(self.rewards.shape[0])
+
+    @property
+    def min_version(self) -> int:
+        """Oldest policy version among the valid tokens (the batch's staleness is set by it)."""
+        valid = self.rollout.version[self.rollout.mask > 0]
+        return int(valid.min()) if valid.numel() else int(self.rollout.version.max())
+
+
+def score(task: Task, problems: list[Problem], texts: list[str]) -> tuple[torch.Tensor, int]:
+    """Verifier rewards of ``texts`` (one per problem); a raising verifier scores 0 and is counted."""
+    rewards, errors = [], 0
+    for problem, text in zip(problems, texts, strict=True):
+        try:
+            rewards.append(float(task.reward(problem, text)))
+        except Exception:  # a buggy user verifier must not kill the run; it is counted instead
+            rewards.append(0.0)
+            errors += 1
+    return torch.tensor(rewards, dtype=torch.float32), errors
+
+
+def collect(
+    engine: HFEngine,
+    task: Task,
+    problems: list[Problem],
+    n: int,
+    sampling: SamplingParams,
+    seed: int,
+    with_greedy: bool = False,
+    on_step: StepHook | None = None,
+) -> Experience:
+    """Sample ``n`` responses per problem (seeded), verify them; ``with_greedy`` adds ReMax's greedy rewards.
+
+    A multi-turn task is rolled out turn by turn (``engines.generate_turns``): the response holds
+    policy and environment tokens, the latter masked out, and ``turn_ids`` marks the turns. Its
+    weights sync only between batches (``on_step`` applies to single-turn generation).
+    """
+    repeated = [p for p in problems for _ in range(n)]
+    if isinstance(task, MultiTurnTask):  # policy turns and environment replies; turn_ids in the rollout
+        rollout = generate_turns(engine, task, repeated, sampling, seed=seed)
+    else:
+        rollout = engine.generate([p.prompt for p in repeated], sampling, seed=seed, on_step=on_step)
+    rewards, errors = score(task, repeated, rollout.texts)
+    greedy = None
+    if with_greedy:
+        greedy_sampling = SamplingParams(greedy=True, max_new_tokens=sampling.max_new_tokens)
+        greedy_rollout = engine.generate([p.prompt for p in problems], greedy_sampling, seed=seed)
+        greedy_per_problem, _ = score(task, problems, greedy_rollout.texts)
+        greedy = greedy_per_problem.repeat_interleave(n)
+    group_ids = torch.arange(len(problems)).repeat_interleave(n)
+    return Experience(rollout, repeated, rewards, group_ids, errors, greedy)

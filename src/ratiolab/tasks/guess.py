@@ -1,0 +1,91 @@
+"""Guess-the-number: a multi-turn task for turn-level methods.
+
+The policy writes a guess ending with ``?``; the environment answers ``" higher\\n"`` (the secret
+is larger), ``" lower\\n"`` or ``" correct"`` (the episode ends). The reward, given at the end,
+is 1.0 iff one of the first ``max_turns`` guesses equals the secret. A transcript reads::
+
+    guess 1-15:8? higher
+    12? lower
+    10? correct
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from ratiolab.tasks.base import MultiTurnTask, Problem, ProceduralTask
+
+TURN_END = "?"
+
+
+class GuessNumber(ProceduralTask, MultiTurnTask):
+    """Secret in ``[1, max_value]``; binary search finds it within ``ceil(log2(max_value + 1))`` turns.
+
+    See ``MultiTurnTask`` for the rollout interface.
+    """
+
+    name = "guess"
+    distinct_test = False
+    turn_end = TURN_END
+
+    def __init__(
+        self, max_value: int = 15, max_turns: int = 5, test_fraction: float = 0.2, split_seed: int = 0
+    ) -> None:
+        super().__init__(test_fraction=test_fraction, split_seed=split_seed)
+        if max_value < 2:
+            raise ValueError(f"max_value={max_value} must be >= 2")
+        if max_turns < 1:
+            raise ValueError(f"max_turns={max_turns} must be >= 1")
+        self.max_value = max_value
+        self.max_turns = max_turns
+
+    def split_key(self, problem: Problem) -> str:
+        """All prompts are identical, so the split hashes the secret."""
+        return problem.answer
+
+    def _problem(self, secret: int) -> Problem:
+        return Problem(prompt=f"guess 1-{self.max_value}:", answer=str(secret), meta={"secret": secret})
+
+    def generate(self, rng: random.Random) -> Problem:
+        return self._problem(rng.randint(1, self.max_value))
+
+    def env_reply(self, problem: Problem, policy_turns: list[str]) -> tuple[str, bool]:
+        """Reply to the last policy turn; ``done`` once the guess is right or turns run out."""
+        guess = _parse_guess(policy_turns[-1])
+        secret = int(problem.answer)
+        if guess == secret:
+            return " correct", True
+        done = len(policy_turns) >= self.max_turns
+        if guess is None:
+            return " invalid\n", done
+        return (" higher\n" if secret > guess else " lower\n"), done
+
+    def reward(self, problem: Problem, completion: str) -> float:
+        turns = completion.split(TURN_END)[: self.max_turns]
+        guesses = [_parse_guess(_strip_reply(t) + TURN_END) for t in turns]
+        return float(int(problem.answer) in guesses)
+
+    def demonstration(self, problem: Problem) -> str:
+        """Binary search transcript, environment replies included."""
+        lo, hi, secret = 1, self.max_value, int(problem.answer)
+        turns: list[str] = []
+        text = ""
+        while True:
+            guess = (lo + hi) // 2
+            turns.append(f"{guess}{TURN_END}")
+            reply, done = self.env_reply(problem, turns)
+            text += turns[-1] + reply
+            if done:
+                return text
+            lo, hi = (guess + 1, hi) if secret > guess else (lo, guess - 1)
+
+
+def _strip_reply(turn: str) -> str:
+    """Drop the environment reply that precedes a policy guess inside a transcript chunk."""
+    return turn.rsplit("\n", 1)[-1]
+
+
+def _parse_guess(turn: str) -> int | None:
+    match = re.fullmatch(r"\s*(\d{1,6})\?", turn)
+    return int(match.group(1)) if match else None

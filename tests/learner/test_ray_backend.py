@@ -1,0 +1,165 @@
+"""The asynchronous system on Ray: bound, metrics rows, exact snapshot old logits, faults, bad input."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+ray = pytest.importorskip("ray")
+
+from ratiolab.config import ConfigError, override  # noqa: E402
+from ratiolab.correction.old_logits import Snapshot, score_batch  # noqa: E402
+from ratiolab.learner import TrainConfig, async_driver, train  # noqa: E402
+from ratiolab.learner.async_config import AsyncConfig  # noqa: E402
+from ratiolab.learner.lm import LMLearner  # noqa: E402
+from ratiolab.learner.ray_backend import preflight  # noqa: E402
+from ratiolab.policies import load_policy  # noqa: E402
+from ratiolab.runs import RunDir  # noqa: E402
+
+SMALL = [
+    "policy.preset=tiny", "policy.pretrain_steps=3", "algo.prompts_per_step=4", "algo.samples_per_prompt=2",
+    "algo.minibatches=2", "sampling.max_new_tokens=6", "eval_size=8", "eval_every=100", "checkpoint_every=3",
+    "async_rl.enabled=true", "async_rl.backend=ray", "sampling.engine_dtype=bfloat16", "threads=1",
+]
+ROW_KEYS = {
+    "step", "version", "batch_uid", "reward/mean", "staleness/mean", "staleness/max", "partial/seq_frac",
+    "kl_behav_prox/k1", "kl_behav_prox/k3", "time/wait", "time/score", "time/train", "time/generate",
+    "buffer/dropped", "actor/restarts", "actor/mid_generation_syncs", "old_logits/forwards", "loss",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200_000_000, log_to_driver=False)
+        yield
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def cfg_for(tmp: Path, cache: Path, *extra: str) -> TrainConfig:
+    return override(TrainConfig(), [*SMALL, f"policy.cache_dir={cache}", f"run_dir={tmp / 'run'}", *extra])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_snapshot_old_logits_are_exact_and_rows_are_written(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prox_logp equals a from-scratch forward with each token's generating version (to 1e-6)."""
+    published: dict[int, dict[str, torch.Tensor]] = {}
+    batches: list[tuple[Any, torch.Tensor]] = []
+    real_publish, real_score = Snapshot.on_publish, LMLearner.score
+
+    def on_publish(self: Snapshot, weights: Any, version: int) -> None:
+        published[version] = {k: v.clone() for k, v in weights.items()}
+        real_publish(self, weights, version)
+
+    def score(self: LMLearner, exp: Any, prox_logp: torch.Tensor | None = None) -> Any:
+        assert prox_logp is not None
+        batches.append((exp, prox_logp.clone()))
+        return real_score(self, exp, prox_logp)
+
+    monkeypatch.setattr(Snapshot, "on_publish", on_publish)
+    monkeypatch.setattr(LMLearner, "score", score)
+    cfg = cfg_for(tmp_path, cache_dir, "steps=6", "async_rl.old_logits=snapshot", "async_rl.max_staleness=2",
+                  "async_rl.actor_delay=0.02", "async_rl.staleness_policy=drop")
+    res = train(cfg, log=lambda _: None)
+
+    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(set(r) >= ROW_KEYS for r in rows)
+    assert max(r["staleness/max"] for r in rows) <= 2
+    assert [r["version"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    uids = [r["batch_uid"] for r in rows]
+    assert uids == sorted(set(uids))
+    model, _ = load_policy(next((cache_dir / "pretrained").iterdir()))
+    versions_seen: set[int] = set()
+    mixed = 0
+    for exp, prox in batches:
+        ro = exp.rollout
+        valid = ro.mask > 0
+        mixed += sum(int(row[m].unique().numel() > 1) for row, m in zip(ro.version, valid, strict=True))
+        for v in ro.version[valid].unique().tolist():
+            model.load_state_dict(published[v])
+            sel = valid & (ro.version == v)
+            assert torch.allclose(prox[sel], score_batch(model, exp, 1.0)[sel], atol=1e-6, rtol=0), v
+            versions_seen.add(v)
+    assert len(versions_seen) >= 3
+    assert mixed > 0, "no partial rollout mixed two versions; mid-generation weight swaps were not exercised"
+    assert rows[-1]["actor/mid_generation_syncs"] > 0
+
+
+def test_wait_policy_bound_and_a_failed_batch_is_regenerated(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow learner lets the actor run ahead to the bound, never past it; a crash loses no batch."""
+
+    def fault(uid: int, step: int, crashed: list[int] = []) -> None:  # noqa: B006 (lives in the actor)
+        if uid == 3 and step == 1 and not crashed:
+            crashed.append(uid)
+            raise async_driver.ActorFault("injected crash")
+
+    real = async_driver.run_async
+    stats: dict[str, Any] = {}
+
+    def run(*args: Any, **kw: Any) -> dict[str, Any]:
+        stats.update(real(*args, **{**kw, "fault": fault}))
+        return stats
+
+    monkeypatch.setattr(async_driver, "run_async", run)
+    cfg = cfg_for(tmp_path, cache_dir, "steps=5", "async_rl.max_staleness=1", "async_rl.staleness_policy=wait",
+                  "async_rl.learner_delay=0.3", "async_rl.old_logits=recompute")
+    res = train(cfg, log=lambda _: None)
+    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
+    assert max(r["staleness/max"] for r in rows) == 1
+    assert stats["actor"].restarts == 1 and rows[-1]["actor/restarts"] == 1
+    assert stats["buffer"].consumed_uids == [1, 2, 3, 4, 5] == [r["batch_uid"] for r in rows]
+
+
+def test_unreachable_ray_address_is_a_clear_error() -> None:
+    port = free_port()
+    ac = AsyncConfig(enabled=True, backend="ray", ray_address=f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match=rf"async_rl.ray_address = '127.0.0.1:{port}': nothing answers.*ray start"):
+        preflight(ac, timeout=0.5)
+    with pytest.raises(ConfigError, match="must be HOST:PORT"):
+        preflight(AsyncConfig(enabled=True, backend="ray", ray_address="no-port"))
+
+
+def test_unreachable_ray_address_fails_before_the_run_directory(tmp_path: Path, cache_dir: Path) -> None:
+    cfg = cfg_for(tmp_path, cache_dir, f"async_rl.ray_address=127.0.0.1:{free_port()}")
+    with pytest.raises(ConfigError, match=r"async_rl\.ray_address"):
+        train(cfg, log=lambda _: None)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("strategy", ["old_logit_model", "sync_interrupt"])
+def test_actor_side_strategies_are_rejected(strategy: str) -> None:
+    with pytest.raises(ConfigError, match=rf"old_logits = '{strategy}'.*backend=ray.*old_logits=snapshot"):
+        preflight(AsyncConfig(enabled=True, backend="ray", old_logits=strategy))
+
+
+def test_without_ray_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = ("import sys; sys.modules['ray'] = None; import ratiolab, ratiolab.cli, ratiolab.learner.ray_backend;"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"pip install 'ratiolab\[ray\]'"):
+        preflight(AsyncConfig(enabled=True, backend="ray"))
