@@ -42,3 +42,14 @@ def test_showcase_prints_the_worked_example(capsys: pytest.CaptureFixture[str]) 
     assert main(["showcase"]) == 0
     out = capsys.readouterr().out
     assert "-0.2513" in out and "-0.2592" in out  # exact old logits vs the recompute fallback (E1)
+
+
+def test_ope_ranks_checkpoints_of_a_gym_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "cp"
+    assert main(["train", "--env", "CartPole-v1", "--steps", "2048", "--run-dir", str(run),
+                 "--set", "checkpoint_every=4", "--set", "keep_checkpoints=8",
+                 "--set", "ppo.num_envs=4", "--set", "ppo.num_steps=64"]) == 0
+    assert main(["ope", str(run), "--episodes", "20", "--k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "SharpeRatio@2" in out and "gate:" in out and (run / "ope.json").is_file()
+    assert main(["ope", str(run), "--estimator", "dm"]) == 2

@@ -98,3 +98,18 @@ def test_report_has_plots_for_logged_keys_only(tmp_path: Path) -> None:
     assert [p.name for p in (run.path / "plots").iterdir()] == ["00-reward.png"]
     assert (run.path / "plots" / "00-reward.png").stat().st_size > 1000
     assert "final reward" in page
+
+
+def test_checkpoint_steps_and_load_by_step(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "run", {"a": 1})
+    assert run.checkpoint_steps() == []
+    for step in (5, 10, 15, 20):
+        run.save(step, {"w": torch.full((2,), float(step))}, {"step": step}, keep=3)
+    assert run.checkpoint_steps() == [10, 15, 20]
+    ckpt = run.load(15)
+    assert ckpt.step == 15 and torch.equal(ckpt.weights["w"], torch.full((2,), 15.0))
+    assert ckpt.state == {"step": 15}
+    latest = run.latest()
+    assert latest is not None and latest.step == 20
+    with pytest.raises(ValueError, match=r"step: .* no checkpoint at step 5; kept steps: \[10, 15, 20\]"):
+        run.load(5)

@@ -193,6 +193,19 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ope(args: argparse.Namespace) -> int:
+    from ratiolab.eval.ope_checkpoints import rank_checkpoints
+
+    try:
+        ranking = rank_checkpoints(args.run, estimator=args.estimator, episodes=args.episodes, k=args.k,
+                                   behavior_step=args.behavior_step, epsilon=args.epsilon, seed=args.seed)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    console.print(ranking.to_table(), markup=False, highlight=False)
+    console.print(f"written: {Path(args.run) / 'ope.json'}")
+    return 0
+
+
 def _cmd_showcase(args: argparse.Namespace) -> int:
     from ratiolab.showcase import run
 
@@ -266,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="(re)write report.html of a run directory")
     p.add_argument("run")
     p.set_defaults(fn=_cmd_report)
+
+    p = sub.add_parser("ope", help="rank a gym run's checkpoints from logged data (SharpeRatio@k, OPE gate)")
+    p.add_argument("run", help="run directory trained with --set checkpoint_every=N --set keep_checkpoints=M")
+    p.add_argument("--estimator", default="pdis", help="pdis, snpdis, tis or sntis")
+    p.add_argument("--episodes", type=int, default=100, help="logged episodes (and on-policy episodes per candidate)")
+    p.add_argument("--k", type=int, default=3)
+    p.add_argument("--behavior-step", dest="behavior_step", type=int, help="behaviour checkpoint (default: latest)")
+    p.add_argument("--epsilon", type=float, default=0.1, help="uniform mixed into the behaviour policy")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_cmd_ope)
 
     p = sub.add_parser("showcase", help="every objective on one stale sequence, per old-logit source")
     p.set_defaults(fn=_cmd_showcase)

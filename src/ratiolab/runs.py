@@ -122,12 +122,23 @@ class RunDir:
             shutil.rmtree(old)
         return final
 
+    def checkpoint_steps(self) -> list[int]:
+        """Steps of the kept checkpoints, oldest first."""
+        return sorted(int(p.name.split("-")[1]) for p in self.ckpt_dir.glob("step-*") if p.is_dir())
+
+    def load(self, step: int) -> Checkpoint:
+        """Checkpoint ``step``; a step that is not kept raises ``ValueError`` listing the kept ones."""
+        folder = self.ckpt_dir / f"step-{step:08d}"
+        if not folder.is_dir():
+            raise ValueError(
+                f"step: {self.path} keeps no checkpoint at step {step}; kept steps: {self.checkpoint_steps()}"
+            )
+        weights = load_file(str(folder / "weights.safetensors"))
+        state = torch.load(folder / "state.pt", weights_only=False)
+        return Checkpoint(step, weights, state)
+
     def latest(self) -> Checkpoint | None:
         pointer = self.ckpt_dir / "latest"
         if not pointer.exists():
             return None
-        folder = self.ckpt_dir / pointer.read_text().strip()
-        step = int(folder.name.split("-")[1])
-        weights = load_file(str(folder / "weights.safetensors"))
-        state = torch.load(folder / "state.pt", weights_only=False)
-        return Checkpoint(step, weights, state)
+        return self.load(int(pointer.read_text().strip().split("-")[1]))

@@ -139,7 +139,8 @@ class GymTrainConfig:
     end) runs ``eval_episodes`` deterministic episodes; with ``target_return`` set, training stops as
     soon as that evaluation mean reaches it. ``vector`` picks gymnasium's sync or async vector env
     (sync measured faster for cheap envs on 2 cores: benchmarks/bench_gym.py); exact resume needs
-    ``sync``. ``torch_threads`` is applied inside the training loop only.
+    ``sync``. ``torch_threads`` is applied inside the training loop only. ``keep_checkpoints`` (>= 1)
+    is how many of the newest checkpoints the run directory keeps (more for ``ratiolab ope``).
     """
 
     env_id: str = "CartPole-v1"
@@ -153,6 +154,7 @@ class GymTrainConfig:
     eval_seed: int = 10_000
     target_return: float | None = None
     checkpoint_every: int = 0
+    keep_checkpoints: int = 2
     ppo: PPOConfig = field(default_factory=PPOConfig)
     props: PROPSConfig = field(default_factory=PROPSConfig)
     pdppo: PDPPOConfig = field(default_factory=PDPPOConfig)
@@ -160,7 +162,7 @@ class GymTrainConfig:
     mdpo_off: MDPOOffConfig = field(default_factory=MDPOOffConfig)
 
     def __post_init__(self) -> None:
-        for name in ("total_steps", "torch_threads", "eval_episodes"):
+        for name in ("total_steps", "torch_threads", "eval_episodes", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("eval_every", "checkpoint_every"):

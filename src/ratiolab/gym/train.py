@@ -112,7 +112,7 @@ def evaluate_algorithm(algo: Algorithm, episodes: int, seed: int) -> EvalResult:
     return EvalResult([float(r) for r in returns])
 
 
-def _save(run: RunDir, algo: Algorithm, step: int, train_seconds: float) -> None:
+def _save(run: RunDir, algo: Algorithm, step: int, train_seconds: float, keep: int) -> None:
     weights = {f"{name}.{k}": v for name, m in algo.modules().items() for k, v in m.state_dict().items()}
     state = {
         "algo": algo.state_dict(),
@@ -120,7 +120,7 @@ def _save(run: RunDir, algo: Algorithm, step: int, train_seconds: float) -> None
         "rng": rng_state(),
         "train_seconds": train_seconds,
     }
-    run.save(step, weights, state)
+    run.save(step, weights, state, keep=keep)
 
 
 def _load(algo: Algorithm, ckpt_weights: dict[str, torch.Tensor], state: dict[str, Any], seed: int) -> bool:
@@ -211,7 +211,7 @@ def _loop(
             if run is not None:
                 run.log(row)
                 if done or (cfg.checkpoint_every and u % cfg.checkpoint_every == 0):
-                    _save(run, algo, step, train_s)
+                    _save(run, algo, step, train_s, cfg.keep_checkpoints)
             if progress is not None:
                 progress(row)
             if done:

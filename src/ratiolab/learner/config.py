@@ -63,7 +63,8 @@ class AlgoConfig:
     ``objective``/``advantage`` are registry names (``ratiolab list objectives|advantages``) with
     extra parameters in ``objective_params``/``advantage_params``. Each step samples
     ``prompts_per_step * samples_per_prompt`` responses and makes ``epochs`` passes over them in
-    ``minibatches`` optimiser steps, each accumulated over ``micro_batches``. ``kl_placement``
+    ``minibatches`` optimiser steps, each accumulated over ``micro_batches``; the learning rate
+    rises linearly to ``lr`` over the first ``warmup_steps`` optimiser steps. ``kl_placement``
     puts ``kl_coef * KL(pi || ref)`` into the loss (estimator ``kl_kind``), the per-token reward
     (token-level estimators only) or the sequence reward.
     """
@@ -78,6 +79,7 @@ class AlgoConfig:
     minibatches: int = 2
     micro_batches: int = 1
     lr: float = 1e-3
+    warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     kl_placement: KlPlacement = "none"
@@ -135,6 +137,8 @@ class TrainConfig:
             )
         if a.lr <= 0:
             raise ConfigError(f"algo.lr = {a.lr} must be > 0")
+        if a.warmup_steps < 0:
+            raise ConfigError(f"algo.warmup_steps = {a.warmup_steps} must be >= 0")
         if a.grad_clip <= 0:
             raise ConfigError(f"algo.grad_clip = {a.grad_clip} must be > 0")
         if a.kl_kind not in kl_mod.KINDS:

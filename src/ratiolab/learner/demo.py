@@ -1,8 +1,9 @@
 """``ratiolab demo``: pre-train a tiny policy on arithmetic (cached), RL-train it, show before/after.
 
-The embedded defaults (:data:`DEMO`) are what ``make demo`` runs on a fresh machine: within
-5 minutes on 2 CPU cores, pre-training included, held-out greedy accuracy rises by at least
-20 points over the pre-trained base.
+The embedded defaults (:data:`DEMO_SETTINGS`) are what ``make demo`` runs on a fresh machine in
+about two minutes on 2 CPU cores, pre-training included. The issue's target (held-out greedy
+accuracy +20 points over the base) is not met yet: RL raises the sampled training reward
+(about 0.67 -> 0.80) but the gain does not transfer to held-out problems at this model size.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ DEMO_SETTINGS = (
     "task.name=arithmetic",
     "task.params={level: 2}",
     "policy.preset=tiny",
-    "policy.pretrain_steps=300",
+    "policy.pretrain_steps=600",
     "algo.objective=grpo",
     "algo.advantage=grpo",
-    "algo.lr=3e-4",
-    "steps=40",
+    "algo.lr=1e-4",
+    "algo.warmup_steps=10",
+    "steps=60",
     "eval_every=10",
+    "threads=1",
 )
 
 

@@ -53,6 +53,8 @@ class LMLearner:
         self.temperature = temperature
         self.ref_model = ref_model
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay)
+        warmup = max(algo.warmup_steps, 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
         self.objective_state = objectives.make_state(algo.objective, **algo.objective_params)
         self.loss_params: dict[str, Any] = dict(algo.objective_params)
         if algo.kl_placement == "loss":
@@ -153,6 +155,7 @@ class LMLearner:
         metrics["reward/mean"] = float(s.exp.rewards[mb].mean())  # stateful objectives (SAFE) read it
         metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), a.grad_clip))
         self.optimizer.step()
+        self.scheduler.step()
         if self.objective_state is not None:
             self.objective_state.update(dict(metrics))
         return metrics
@@ -181,11 +184,13 @@ class LMLearner:
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "objective_state": None if self.objective_state is None else self.objective_state.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         saved = state.get("objective_state")
         if (saved is None) != (self.objective_state is None):
             raise ValueError(
