@@ -75,13 +75,20 @@ class VersionedBuffer(Generic[T]):
             self._cond.notify_all()
 
     def get(self, learner_version: int, timeout: float | None = None) -> T | None:
-        """The oldest item within the bound at ``learner_version`` (blocking); ``None`` on close/timeout."""
+        """The oldest item within the bound at ``learner_version`` (blocking); ``None`` on close/timeout.
+
+        Handing out an item marks the learner busy (atomically), until ``set_learner`` says otherwise.
+        """
         with self._cond:
             while True:
                 while self._items:
                     item = self._items.popleft()
                     staleness = learner_version - item.min_version
                     if staleness <= self.max_staleness:
+                        # the learner is busy with this item from now on: producers must count it
+                        # (otherwise a producer checking between get() and set_learner(busy=True)
+                        # would under-estimate the consumption version by one)
+                        self._learner_version, self._learner_busy = learner_version, True
                         self.stats.consumed += 1
                         self.stats.consumed_uids.append(item.uid)
                         self.stats.max_staleness_seen = max(self.stats.max_staleness_seen, staleness)

@@ -170,3 +170,24 @@ def test_bad_async_config_fails_before_work(tmp_path: Path, sets: list[str], mat
     with pytest.raises(ConfigError, match=match):
         train(override(TrainConfig(), [*sets, f"run_dir={tmp_path / 'r'}"]), log=lambda _: None)
     assert not (tmp_path / "r").exists()
+
+
+def test_get_marks_the_learner_busy_atomically() -> None:
+    """A producer checking right after get() must count the item being trained (the race that broke the bound)."""
+
+    class Item:
+        def __init__(self, uid: int, v: int) -> None:
+            self.uid, self.min_version = uid, v
+
+    buf: VersionedBuffer[Item] = VersionedBuffer(0, "wait")
+    buf.set_learner(3, busy=False)
+    buf.put(Item(0, 3))
+    assert buf.get(3, timeout=0.1) is not None
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    t0 = time.perf_counter()
+    # learner at 3 is now training: a batch started at engine version 3 would be consumed at 4 > 3 + 0
+    assert not buf.wait_for_room(lambda: 3, stop)
+    assert time.perf_counter() - t0 >= 0.15
+    buf.set_learner(4, busy=False)  # update done, version 4 published
+    assert buf.wait_for_room(lambda: 4)

@@ -119,3 +119,19 @@ def test_multi_turn_task_trains_with_a_turn_level_objective(tmp_path: Path, cach
     res = train(cfg, log=lambda _: None)
     row = RunDir.open(res.run_dir).metrics()[-1]
     assert row["step"] == 1 and "loss" in row
+
+
+def test_engine_without_behaviour_logprobs_is_rejected() -> None:
+    model, tok = build_policy("tiny", seed=0)
+    engine = HFEngine(model, tok, dtype=torch.float32)
+    real = engine.generate
+
+    def generate(*args: object, **kw: object) -> object:
+        out = real(*args, **kw)  # type: ignore[arg-type]
+        out.behav_logp = None  # type: ignore[assignment]
+        return out
+
+    engine.generate = generate  # type: ignore[method-assign]
+    task = tasks.get("arithmetic", level=1)
+    with pytest.raises(ValueError, match="returned no behav_logp"):
+        collect(engine, task, task.sample(2), 2, SamplingParams(max_new_tokens=2), seed=0)

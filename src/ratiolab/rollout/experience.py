@@ -82,6 +82,12 @@ def collect(
         rollout = generate_turns(engine, task, repeated, sampling, seed=seed)
     else:
         rollout = engine.generate([p.prompt for p in repeated], sampling, seed=seed, on_step=on_step)
+    behav = getattr(rollout, "behav_logp", None)
+    if not isinstance(behav, torch.Tensor) or behav.shape != rollout.tokens.shape:
+        raise ValueError(
+            f"engine {type(engine).__name__} returned no behav_logp of shape {tuple(rollout.tokens.shape)}; an engine "
+            "must report the log-prob of every sampled token under the distribution it sampled from"
+        )
     rewards, errors = score(task, repeated, rollout.texts)
     greedy = None
     if with_greedy:
