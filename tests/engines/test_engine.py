@@ -160,3 +160,10 @@ def test_multi_turn_rollout_masks_environment_tokens(policy: Policy) -> None:
     assert rollout.finished.all()
     logp = _rescore(engine.model, rollout.model_inputs(), 1.0)
     torch.testing.assert_close(logp * rollout.mask, rollout.behav_logp, atol=1e-5, rtol=0)
+
+
+def test_prompts_longer_than_the_model_allows_are_rejected() -> None:
+    model, tok = build_policy("tiny", seed=0)
+    engine = HFEngine(model, tok, dtype=torch.float32)
+    with pytest.raises(ValueError, match="exceed the model's maximum length of 512 positions"):
+        engine.generate(["1" * 510], SamplingParams(max_new_tokens=8))

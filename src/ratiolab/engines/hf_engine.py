@@ -117,6 +117,12 @@ class HFEngine:
     ) -> Rollout:
         """Sample one response per prompt; ``seed`` (else the engine's generator) fixes the draw."""
         prompt_ids, prompt_mask = self.encode_prompts(prompts)
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None and prompt_ids.shape[1] + sampling.max_new_tokens > limit:
+            raise ValueError(
+                f"prompts of {prompt_ids.shape[1]} tokens + max_new_tokens={sampling.max_new_tokens} exceed the "
+                f"model's maximum length of {limit} positions; shorten the prompts or lower max_new_tokens"
+            )
         generator = torch.Generator().manual_seed(seed) if seed is not None else self.generator
         if self.backend == "generate":
             if on_step is not None:

