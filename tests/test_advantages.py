@@ -116,3 +116,10 @@ def test_registry_errors() -> None:
 def test_bad_inputs(name: str, kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         compute(name, **kw)
+
+
+def test_reinforce_constant_baseline() -> None:
+    assert compute("reinforce", rewards=R4).tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert compute("reinforce", rewards=R4, baseline=0.5).tolist() == [0.5, -0.5, 0.5, 0.5]
+    with pytest.raises(ValueError, match=r"\[B\] sequence rewards"):
+        compute("reinforce", rewards=R4[None])

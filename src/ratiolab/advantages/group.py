@@ -51,3 +51,12 @@ def rloo(*, rewards: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:
     mean, _, count = group_stats(rewards, group_ids)
     scale = torch.where(count > 1, count / (count - 1).clamp(min=1.0), torch.ones_like(count))
     return scale * (rewards - mean)
+
+
+@ADVANTAGES.register("reinforce", arxiv="", summary="r - b with a constant baseline b (Williams 1992)")
+def reinforce(*, rewards: torch.Tensor, baseline: float = 0.0) -> torch.Tensor:
+    """``A_i = r_i - b``. With 0/1 rewards and ``b = 0`` only correct samples are reinforced
+    (rejection-sampling fine-tuning); no sample is pushed down."""
+    if rewards.dim() != 1:
+        raise ValueError(f"reinforce takes [B] sequence rewards, got shape {tuple(rewards.shape)}")
+    return rewards - baseline
