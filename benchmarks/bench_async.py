@@ -47,10 +47,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra TrainConfig overrides, e.g. task.name=guess (a generation-heavy multi-turn task)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "async.json")
     args = ap.parse_args()
     base = [f"policy.preset={args.preset}", f"steps={args.steps}", "eval_every=1000", "eval_size=16",
-            "algo.prompts_per_step=16", "algo.samples_per_prompt=8", "sampling.engine_dtype=bfloat16"]
+            "algo.prompts_per_step=16", "algo.samples_per_prompt=8", "sampling.engine_dtype=bfloat16", *args.set]
     rows = []
     with TemporaryDirectory() as tmp:
         train(override(TrainConfig(), [*base, "steps=1", f"run_dir={tmp}/warm"]), log=lambda _: None)  # pretrain cache
