@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import torch
+from exactness import assert_exact_old_logits
 
 from ratiolab.buffer import VersionedBuffer
 from ratiolab.config import ConfigError, override
-from ratiolab.correction.old_logits import score_batch
 from ratiolab.learner import TrainConfig, async_driver, train
 from ratiolab.learner.lm import LMLearner
 from ratiolab.policies import load_policy
@@ -62,20 +62,7 @@ def test_exact_strategies_reproduce_each_versions_old_logits(
                   "async_rl.actor_delay=0.01", "async_rl.staleness_policy=drop")
     train(cfg, log=lambda _: None)
     model, _ = load_policy(next((cache_dir / "pretrained").iterdir()))
-    versions_seen: set[int] = set()
-    mixed = 0
-    for exp, prox in batches:
-        ro = exp.rollout
-        valid = ro.mask > 0
-        mixed += sum(int(row[m].unique().numel() > 1) for row, m in zip(ro.version, valid, strict=True))
-        for v in ro.version[valid].unique().tolist():
-            model.load_state_dict(published[v])
-            fresh = score_batch(model, exp, 1.0)
-            sel = valid & (ro.version == v)
-            assert torch.allclose(prox[sel], fresh[sel], atol=1e-6, rtol=0), (strategy, v)
-            versions_seen.add(v)
-    assert len(versions_seen) >= 3
-    assert mixed > 0, "no partial rollout mixed two versions; the test did not exercise mid-generation swaps"
+    assert_exact_old_logits(batches, published, model)
 
 
 @pytest.mark.parametrize(("learner_delay", "actor_delay"), [(0.3, 0.0), (0.0, 0.02)])

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 import torch
+from exactness import assert_exact_old_logits
 
 ray = pytest.importorskip("ray")
 
 from ratiolab.config import ConfigError, override  # noqa: E402
-from ratiolab.correction.old_logits import Snapshot, score_batch  # noqa: E402
+from ratiolab.correction.old_logits import Snapshot  # noqa: E402
 from ratiolab.learner import TrainConfig, async_driver, train  # noqa: E402
 from ratiolab.learner.async_config import AsyncConfig  # noqa: E402
 from ratiolab.learner.lm import LMLearner  # noqa: E402
@@ -90,19 +91,7 @@ def test_snapshot_old_logits_are_exact_and_rows_are_written(
     uids = [r["batch_uid"] for r in rows]
     assert uids == sorted(set(uids))
     model, _ = load_policy(next((cache_dir / "pretrained").iterdir()))
-    versions_seen: set[int] = set()
-    mixed = 0
-    for exp, prox in batches:
-        ro = exp.rollout
-        valid = ro.mask > 0
-        mixed += sum(int(row[m].unique().numel() > 1) for row, m in zip(ro.version, valid, strict=True))
-        for v in ro.version[valid].unique().tolist():
-            model.load_state_dict(published[v])
-            sel = valid & (ro.version == v)
-            assert torch.allclose(prox[sel], score_batch(model, exp, 1.0)[sel], atol=1e-6, rtol=0), v
-            versions_seen.add(v)
-    assert len(versions_seen) >= 3
-    assert mixed > 0, "no partial rollout mixed two versions; mid-generation weight swaps were not exercised"
+    assert_exact_old_logits(batches, published, model)
     assert rows[-1]["actor/mid_generation_syncs"] > 0
 
 

@@ -4,6 +4,9 @@
 """
 
 from ratiolab.correction.discrepancy import CORRECTIONS, Corrected, apply
-from ratiolab.correction.ratio import LOG_RATIO_BOUND, clamp_bites, decompose, log_ratio
+from ratiolab.correction.ratio import LOG_RATIO_BOUND, clamp_bites, decompose, discrepancy_weight, log_ratio
 
-__all__ = ["CORRECTIONS", "LOG_RATIO_BOUND", "Corrected", "apply", "clamp_bites", "decompose", "log_ratio"]
+__all__ = [
+    "CORRECTIONS", "LOG_RATIO_BOUND", "Corrected", "apply", "clamp_bites", "decompose", "discrepancy_weight",
+    "log_ratio",
+]

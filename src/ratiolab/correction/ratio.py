@@ -28,10 +28,13 @@ def clamp_bites(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).detach().abs() > LOG_RATIO_BOUND
 
 
+def discrepancy_weight(inputs: PolicyLossInputs) -> torch.Tensor:
+    """``w_disc = exp(prox_logp - behav_logp)``, detached; all ones without ``behav_logp``."""
+    if inputs.behav_logp is None:
+        return torch.ones_like(inputs.prox_logp)
+    return log_ratio(inputs.prox_logp, inputs.behav_logp).exp().detach()
+
+
 def decompose(inputs: PolicyLossInputs) -> tuple[torch.Tensor, torch.Tensor]:
     """``(w_disc, r_stale)`` of a batch; ``w_disc`` is detached and all ones without ``behav_logp``."""
-    r_stale = log_ratio(inputs.logp, inputs.prox_logp).exp()
-    if inputs.behav_logp is None:
-        return torch.ones_like(inputs.prox_logp), r_stale
-    w_disc = log_ratio(inputs.prox_logp, inputs.behav_logp).exp().detach()
-    return w_disc, r_stale
+    return discrepancy_weight(inputs), log_ratio(inputs.logp, inputs.prox_logp).exp()

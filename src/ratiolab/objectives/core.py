@@ -63,9 +63,10 @@ def compute(name: str, inputs: PolicyLossInputs, **params: Any) -> LossOutput:
     log_r = correction.log_ratio(inputs.logp, inputs.prox_logp)
     per_token, metrics = OBJECTIVES.get(name).fn(inputs, log_r, **p)
 
-    w_disc, _ = correction.decompose(inputs)
-    corr = _correct(common["correction"], w_disc, mask) if inputs.behav_logp is not None else None
-    if corr is not None:
+    corr = None
+    if inputs.behav_logp is not None:  # w_disc only exists with engine log-probs
+        w_disc = correction.discrepancy_weight(inputs)
+        corr = _correct(common["correction"], w_disc, mask)
         per_token = per_token * (corr.weight * corr.keep)
         metrics.update(corr.metrics)
         metrics.update(masked_stats(w_disc, mask, "w_disc"))
