@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -30,20 +31,25 @@ class Entry:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     common: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def params(self) -> dict[str, Any]:
-        """Accepted parameters and their effective defaults (``inspect.Parameter.empty`` if required)."""
-        sig = inspect.signature(self.fn)
+    @cached_property
+    def _params(self) -> dict[str, Any]:
         out = dict(self.common)
-        out.update(
-            (p.name, p.default) for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
-        )
+        out.update(_kwonly(self.fn))
         out.update(self.fixed)
         return out
 
+    @cached_property
+    def _defaults(self) -> dict[str, Any]:
+        return {k: v for k, v in self._params.items() if v is not inspect.Parameter.empty}
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Accepted parameters and their effective defaults (``inspect.Parameter.empty`` if required)."""
+        return dict(self._params)
+
     @property
     def defaults(self) -> dict[str, Any]:
-        return {k: v for k, v in self.params.items() if v is not inspect.Parameter.empty}
+        return dict(self._defaults)
 
 
 class Registry:
@@ -94,14 +100,14 @@ class Registry:
     def resolve(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """All parameters of ``name``: ``params`` merged over the entry's defaults."""
         entry = self.get(name)
-        valid = entry.params
+        valid = entry._params
         unknown = sorted(set(params) - set(valid))
         if unknown:
             raise ValueError(
                 f"{self.kind} {name!r} got unknown parameter(s) {unknown}; "
                 f"valid parameters: {', '.join(sorted(valid))}"
             )
-        merged = {**entry.defaults, **params}
+        merged = {**entry._defaults, **params}
         missing = sorted(k for k in valid if k not in merged)
         if missing:
             raise ValueError(f"{self.kind} {name!r} requires parameter(s) {missing}")
@@ -117,9 +123,10 @@ class Registry:
         return sorted(self._entries)
 
 
-def _kwonly(fn: Callable[..., Any]) -> list[str]:
-    return [
-        p.name
+def _kwonly(fn: Callable[..., Any]) -> dict[str, Any]:
+    """Keyword-only parameters of ``fn`` and their defaults."""
+    return {
+        p.name: p.default
         for p in inspect.signature(fn).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
+    }

@@ -63,6 +63,7 @@ class PolicyLossInputs:
         if self.mask.dtype == torch.bool or not self.mask.is_floating_point():
             object.__setattr__(self, "mask", self.mask.to(self.logp.dtype if self.logp.is_floating_point()
                                                           else torch.float32))
+        present: list[tuple[str, torch.Tensor]] = []
         for name in (*_FLOAT_BT, "mask"):
             t = getattr(self, name)
             if t is None:
@@ -76,13 +77,18 @@ class PolicyLossInputs:
                 )
             if not t.is_floating_point():
                 raise ValueError(f"PolicyLossInputs.{name} must be a floating tensor, got {t.dtype}")
-            bad = int((~torch.isfinite(t.detach())).sum())
-            if bad:
-                raise ValueError(
-                    f"PolicyLossInputs.{name} has {bad} non-finite value(s); fill padding with 0 "
-                    "and check the producer of this tensor"
-                )
-        if bool((self.mask < 0).any()) or bool((self.mask > 1).any()):
+            present.append((name, t.detach()))
+        # One host sync for the common case: any NaN/inf makes the sum of absolute values non-finite.
+        total = torch.stack([t.abs().sum(dtype=torch.float64) for _, t in present]).sum()
+        if not torch.isfinite(total):
+            for name, t in present:
+                bad = int((~torch.isfinite(t)).sum())
+                if bad:
+                    raise ValueError(
+                        f"PolicyLossInputs.{name} has {bad} non-finite value(s); fill padding with 0 "
+                        "and check the producer of this tensor"
+                    )
+        if bool(((self.mask < 0) | (self.mask > 1)).any()):
             raise ValueError("PolicyLossInputs.mask must lie in [0, 1] (1 = trained response token)")
         for name in _STORED:
             t = getattr(self, name)

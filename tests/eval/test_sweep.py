@@ -47,3 +47,14 @@ def test_bad_grid_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         SweepConfig(base=TrainConfig(), seeds=()).validate()
     assert main(["sweep", "--staleness", "-1", "--out", str(tmp_path / "s")]) == 2
     assert "max_staleness = -1" in capsys.readouterr().out
+
+
+def test_cells_merge_repeated_runs_and_bind_preset_strategies() -> None:
+    grid = SweepConfig(base=TrainConfig(), objectives=("ppo", "ppo_ewma"), max_staleness=(0, 2),
+                       old_logits=("snapshot", "recompute", "behavior"), seeds=(0,))
+    assert grid.cells() == [
+        ("ppo", 0, "snapshot", 0), ("ppo", 0, "behavior", 0),  # recompute == snapshot at staleness 0
+        ("ppo", 2, "snapshot", 0), ("ppo", 2, "recompute", 0), ("ppo", 2, "behavior", 0),
+        ("ppo_ewma", 0, "ewma", 0), ("ppo_ewma", 2, "ewma", 0),  # the preset binds its strategy
+    ]
+    grid.validate()

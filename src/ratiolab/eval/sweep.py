@@ -5,6 +5,11 @@ objective, staleness bound and old-logit strategy. Per cell the table gives the 
 accuracy, the area under the accuracy curve (mean accuracy over the evaluations, base
 included), how many seeds collapsed (final accuracy more than ``collapse_drop`` below the
 base), the final policy entropy and the wall time. Cells run in ``workers`` processes.
+
+Cells that would repeat a run are merged: an objective that binds its old-logit strategy
+(``ppo_ewma``, ``decoupled_ppo``) runs only with that strategy, and at ``max_staleness`` 0 the
+strategies of :data:`SAME_AT_ZERO` coincide (every token is scored by the weights that made it,
+the current ones), so only the first of them listed runs.
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ import matplotlib.pyplot as plt
 
 from ratiolab.config import ConfigError, override, to_dict
 from ratiolab.learner.config import TrainConfig
+from ratiolab.objectives.async_presets import OLD_LOGITS_BINDING
 from ratiolab.runs import RunDir, atomic_write_text
+
+#: Old-logit strategies that all give ``prox_logp`` = the current weights when ``max_staleness`` is 0.
+SAME_AT_ZERO = frozenset({"recompute", "snapshot", "old_logit_model", "sync_interrupt"})
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,17 @@ class SweepConfig:
     collapse_drop: float = 0.1
 
     def cells(self) -> list[tuple[str, int, str, int]]:
-        return list(product(self.objectives, self.max_staleness, self.old_logits, self.seeds))
+        """The distinct runs of the grid (see the module docstring for the merged cells)."""
+        zero = next((x for x in self.old_logits if x in SAME_AT_ZERO), None)
+        out: list[tuple[str, int, str, int]] = []
+        for objective, staleness, old_logits, seed in product(self.objectives, self.max_staleness, self.old_logits,
+                                                              self.seeds):
+            strategy = OLD_LOGITS_BINDING.get(objective, old_logits)
+            if staleness == 0 and strategy in SAME_AT_ZERO and zero is not None:
+                strategy = zero
+            if (cell := (objective, staleness, strategy, seed)) not in out:
+                out.append(cell)
+        return out
 
     def cell_config(self, objective: str, staleness: int, old_logits: str, seed: int) -> TrainConfig:
         name = f"{objective}-s{staleness}-{old_logits}-seed{seed}"

@@ -242,6 +242,7 @@ class OnPolicy:
             base_params.update(iteration=self.update_idx, total_iterations=self.num_updates)
         base_params.update(p.objective_params)
         sums: dict[str, float] = {}
+        loss_sums: dict[str, torch.Tensor | float] = {}
         n = 0
         mb = p.minibatch_size
         ones = torch.ones(mb, 1)
@@ -272,10 +273,11 @@ class OnPolicy:
                 out = objectives.compute(self.cfg.objective, inputs, **kw)
                 v_loss = self._value_loss(out_v[:, 0], b_val[idx], b_ret[idx], clip)
                 loss = out.loss + p.vf_coef * v_loss
+                losses = {"loss/policy": out.loss.detach(), "loss/value": v_loss.detach()}
                 if algo == "bpo":
                     u_loss = median_loss(b_ret[idx], out_v[:, 1])
                     loss = loss + p.bpo_u_coef * u_loss
-                    sums["loss/median"] = sums.get("loss/median", 0.0) + float(u_loss.detach())
+                    losses["loss/median"] = u_loss.detach()
                 self.opt.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(
@@ -284,9 +286,9 @@ class OnPolicy:
                 self.opt.step()
                 if algo == "pdppo":
                     self._fit_post_critic(flat["post_obs"][idx], b_ret[idx])
+                for k, t in losses.items():  # summed as tensors: no host sync per mini-batch
+                    loss_sums[k] = loss_sums.get(k, 0.0) + t
                 for k, v in (
-                    ("loss/policy", float(out.loss.detach())),
-                    ("loss/value", float(v_loss.detach())),
                     ("clip_frac", _clip_frac(out.metrics)),
                     ("approx_kl", out.metrics["approx_kl"]),
                     ("entropy", out.metrics["entropy"]),
@@ -296,6 +298,7 @@ class OnPolicy:
                 n += 1
             if p.target_kl is not None and kl_epoch > p.target_kl:
                 break
+        sums.update((k, float(v)) for k, v in loss_sums.items())
         metrics = {k: v / max(n, 1) for k, v in sums.items()}
         var_y = float(b_ret.var())
         metrics["explained_variance"] = (

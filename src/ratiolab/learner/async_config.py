@@ -7,6 +7,7 @@ from typing import Literal
 
 from ratiolab.config import ConfigError
 from ratiolab.correction.old_logits import STRATEGIES
+from ratiolab.objectives.async_presets import OLD_LOGITS_BINDING
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,9 @@ class AsyncConfig:
     ``enabled``: run rollout actor(s) and learner concurrently. ``max_staleness``: the largest
     ``learner_version - token_version`` a trained token may have, enforced at the buffer with
     ``staleness_policy`` (``wait``: actors pause; ``drop``: stale batches are discarded).
-    ``old_logits``: where ``prox_logp`` comes from (see :mod:`ratiolab.correction.old_logits`).
+    ``old_logits``: where ``prox_logp`` comes from (see :mod:`ratiolab.correction.old_logits`);
+    ``auto`` takes the strategy the objective binds (``ppo_ewma`` -> ``ewma``, ``decoupled_ppo`` ->
+    ``snapshot``, :data:`~ratiolab.objectives.async_presets.OLD_LOGITS_BINDING`), else ``snapshot``.
     ``partial_rollouts``: a weight update may land mid-generation (tokens record both versions).
     ``backend``: ``local`` (threads in this process) or ``ray`` (actors on a Ray cluster at
     ``ray_address``; ``None`` starts a local one). ``actor_delay``/``learner_delay`` slow one
@@ -26,7 +29,7 @@ class AsyncConfig:
     enabled: bool = False
     max_staleness: int = 2
     staleness_policy: Literal["drop", "wait"] = "wait"
-    old_logits: str = "snapshot"
+    old_logits: str = "auto"
     partial_rollouts: bool = True
     ewma_beta: float | None = None
     ewma_reset_tau: float = 0.9
@@ -40,9 +43,31 @@ class AsyncConfig:
             raise ConfigError(
                 f"async_rl.max_staleness = {self.max_staleness!r} must be a non-negative integer (0 = on-policy)"
             )
-        if self.old_logits not in STRATEGIES:
-            raise ConfigError(f"async_rl.old_logits = {self.old_logits!r} is not one of {list(STRATEGIES)}")
+        if self.old_logits != "auto" and self.old_logits not in STRATEGIES:
+            raise ConfigError(f"async_rl.old_logits = {self.old_logits!r} is not one of {['auto', *STRATEGIES]}")
         if self.actor_delay < 0 or self.learner_delay < 0:
             raise ConfigError("async_rl.actor_delay and async_rl.learner_delay must be >= 0 seconds")
         if self.ray_address is not None and self.backend != "ray":
             raise ConfigError("async_rl.ray_address is set but async_rl.backend is not 'ray'; set backend=ray")
+
+    def strategy(self, objective: str) -> str:
+        """The old-logit strategy that runs with ``objective`` (resolves ``auto``; see the class docstring)."""
+        if self.old_logits == "auto":
+            return OLD_LOGITS_BINDING.get(objective, "snapshot")
+        return self.old_logits
+
+    def check_binding(self, objective: str) -> None:
+        """A preset that binds an old-logit strategy needs the asynchronous system and that strategy."""
+        bound = OLD_LOGITS_BINDING.get(objective)
+        if bound is None:
+            return
+        if not self.enabled:
+            raise ConfigError(
+                f"algo.objective = {objective!r} needs the proximal policy of old_logits={bound!r}, which the "
+                "asynchronous system maintains; set async_rl.enabled=true (max_staleness=0 is on-policy)"
+            )
+        if self.strategy(objective) != bound:
+            raise ConfigError(
+                f"algo.objective = {objective!r} binds async_rl.old_logits={bound!r}, got {self.old_logits!r}; "
+                f"set async_rl.old_logits=auto (or {bound})"
+            )

@@ -328,8 +328,9 @@ def learner_loop(
 
 def make_old_logits(cfg: TrainConfig, learner: LMLearner) -> OldLogitStrategy:
     ac = cfg.async_rl
-    params: dict[str, Any] = {"beta": ac.ewma_beta, "reset_tau": ac.ewma_reset_tau} if ac.old_logits == "ewma" else {}
-    return make_strategy(ac.old_logits, learner.model, cfg.sampling.temperature, ac.max_staleness, **params)
+    name = ac.strategy(cfg.algo.objective)
+    params: dict[str, Any] = {"beta": ac.ewma_beta, "reset_tau": ac.ewma_reset_tau} if name == "ewma" else {}
+    return make_strategy(name, learner.model, cfg.sampling.temperature, ac.max_staleness, **params)
 
 
 def run_async(

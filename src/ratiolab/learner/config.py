@@ -57,6 +57,41 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
+class RemixConfig:
+    """ReMix's learner schedule (arXiv 2507.06892, ratio-objectives.md §11), used when ``algo.objective = remix``.
+
+    Each step, with probability ``replay_prob`` the learner trains on a past batch drawn uniformly from
+    the last ``window`` fresh batches (advantages as computed at generation) instead of sampling a
+    fresh one; every batch gets ``utd`` times ``algo.epochs`` passes (the update-to-data ratio). After
+    ``reincarnation_step`` learner steps the KL base becomes the current policy and training turns plain
+    on-policy (no replay, ``utd`` 1). Defaults p = 0.4, N = 2, m = 2, T = 50 ([secondary source]).
+    """
+
+    replay_prob: float = 0.4
+    window: int = 2
+    utd: int = 2
+    reincarnation_step: int = 50
+
+
+@dataclass(frozen=True)
+class CriticConfig:
+    """SAFE's double soft-min critic (ryyzn9/SAFE, ratio-objectives.md §12), used when ``algo.objective`` is
+    ``safe`` or ``safe_fixed``: it replaces ``algo.advantage``.
+
+    ``V = softmin_alpha(v1, v2)``; value loss ``value_coef * 0.5 [Huber_delta(V, R) + Huber(V_clip, R)]``
+    with ``V_clip`` within ``value_clip`` of the scoring-time V, added to the policy loss; the critic has
+    its own AdamW (``lr``; ``None`` = ``algo.lr``, the script's synchronised rates) and grad-norm clip.
+    """
+
+    alpha: float = 0.3
+    huber_delta: float = 0.5
+    value_clip: float = 0.2
+    value_coef: float = 0.5
+    grad_clip: float = 0.5
+    lr: float | None = None
+
+
+@dataclass(frozen=True)
 class AlgoConfig:
     """The RL update.
 
@@ -66,7 +101,8 @@ class AlgoConfig:
     ``minibatches`` optimiser steps, each accumulated over ``micro_batches``; the learning rate
     rises linearly to ``lr`` over the first ``warmup_steps`` optimiser steps. ``kl_placement``
     puts ``kl_coef * KL(pi || ref)`` into the loss (estimator ``kl_kind``), the per-token reward
-    (token-level estimators only) or the sequence reward.
+    (token-level estimators only) or the sequence reward. ``remix`` and ``critic`` configure the
+    learner-side parts of the ``remix`` and ``safe``/``safe_fixed`` objectives.
     """
 
     objective: str = "grpo"
@@ -86,12 +122,15 @@ class AlgoConfig:
     kl_coef: float = 0.0
     kl_kind: str = "k3"
     entropy_coef: float = 0.0
+    remix: RemixConfig = field(default_factory=RemixConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """A complete run: ``steps`` RL steps, held-out evaluation every ``eval_every`` steps on
-    ``eval_size`` test problems, a checkpoint every ``checkpoint_every`` steps, in ``run_dir``;
+    ``eval_size`` test problems (greedy, plus pass@1 over ``eval_samples`` samples per problem
+    when > 0), a checkpoint every ``checkpoint_every`` steps, in ``run_dir``;
     ``async_rl`` switches to the asynchronous actor/learner system."""
 
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -102,6 +141,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 10
     eval_size: int = 200
+    eval_samples: int = 0
     checkpoint_every: int = 10
     run_dir: str = "runs/train"
     threads: int = 0
@@ -113,9 +153,12 @@ class TrainConfig:
 
         a = self.algo
         self.async_rl.validate()
+        self.async_rl.check_binding(a.objective)
         _positive("steps", self.steps)
         _positive("eval_every", self.eval_every)
         _positive("eval_size", self.eval_size)
+        if self.eval_samples < 0:
+            raise ConfigError("eval_samples must be >= 0 (0: greedy evaluation only)")
         _positive("checkpoint_every", self.checkpoint_every)
         _positive("algo.prompts_per_step", a.prompts_per_step)
         _positive("algo.samples_per_prompt", a.samples_per_prompt)
@@ -153,6 +196,19 @@ class TrainConfig:
                 f"algo.kl_placement = reward_token needs a token-level advantage (reinforce_pp, "
                 f"reinforce_pp_baseline, remax), not {a.advantage!r}; use reward_seq or loss"
             )
+        if not 0.0 <= a.remix.replay_prob < 1.0:
+            raise ConfigError(f"algo.remix.replay_prob = {a.remix.replay_prob} must be in [0, 1)")
+        _positive("algo.remix.window", a.remix.window)
+        _positive("algo.remix.utd", a.remix.utd)
+        if a.remix.reincarnation_step < 0:
+            raise ConfigError(f"algo.remix.reincarnation_step = {a.remix.reincarnation_step} must be >= 0")
+        c = a.critic
+        for name, value in (("alpha", c.alpha), ("huber_delta", c.huber_delta), ("value_clip", c.value_clip),
+                            ("grad_clip", c.grad_clip), ("lr", 1.0 if c.lr is None else c.lr)):
+            if not value > 0:
+                raise ConfigError(f"algo.critic.{name} = {value} must be > 0")
+        if c.value_coef < 0:
+            raise ConfigError(f"algo.critic.value_coef = {c.value_coef} must be >= 0")
         if a.advantage == "gae":
             raise ConfigError("algo.advantage = gae needs a value head, which the language-model track has not yet")
         try:

@@ -4,13 +4,33 @@ One ``update`` makes ``epochs`` passes over the experience in ``minibatches`` op
 each optimiser step accumulates ``micro_batches`` backward passes whose losses carry the
 minibatch's global normalisers (``num_tokens``, ``num_seqs``), so the gradient does not depend
 on how the minibatch is split. The objective is any registered one (``algo.objective``).
+
+Learner parts of three objectives, inactive (and free) for all others:
+
+- ``s_ppo``/``st_ppo`` (``clip_bias_norm`` not ``none``; arXiv 2511.20718, ratio-objectives.md §6): each
+  optimiser step first back-propagates ``clip_bias_surrogate`` over every micro-batch, takes the global
+  gradient norm ``||C||`` (metric ``clip_bias/grad_norm``) and zeroes the gradients; the second pass
+  runs the objective with ``clip_bias_grad_norm = ||C||``.
+- ``remix`` (arXiv 2507.06892, §11; ``algo.remix``): :meth:`replay` draws a past batch from the window
+  of the last N fresh batches (:meth:`remember`), re-scored for ``prox_logp`` with the iteration-start
+  weights and keeping its generation-time advantages; ``utd x epochs`` passes per batch; with ``beta``
+  the objective gets ``prev_logp`` from a snapshot of the previous iteration's weights (pi_{k-1}; pi_k
+  at the first iteration, [inferred]) and, without a reference model, the initial weights become the
+  KL base. The remix state advances once per batch; when it reincarnates, the reference takes the
+  current weights and the window empties (replay and UTD stop). Window, snapshot and reference are
+  checkpointed.
+- ``safe``/``safe_fixed`` (§12; ``algo.critic``): the double soft-min critic of
+  :mod:`ratiolab.learner.critic` gives the advantages (``algo.advantage`` is not used) and adds its
+  value loss to the policy loss; its weights, optimiser and reward moments are checkpointed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import inspect
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -18,7 +38,11 @@ from transformers import PreTrainedModel
 
 from ratiolab import advantages, kl, objectives
 from ratiolab.learner.config import AlgoConfig
+from ratiolab.learner.critic import Critic, LastHidden
+from ratiolab.learner.replay import ReplayWindow
+from ratiolab.objectives.remix import RemixState
 from ratiolab.objectives.state import observes
+from ratiolab.objectives.turn_level import clip_bias_surrogate
 from ratiolab.policies import token_logprobs
 from ratiolab.rollout import Experience
 from ratiolab.types import PolicyLossInputs
@@ -36,6 +60,12 @@ class Scored:
     prox_logp: torch.Tensor
     ref_logp: torch.Tensor | None
     adv: torch.Tensor
+    #: ReMix: drawn from the replay window; log-probs under pi_{k-1} (KL-Convex)
+    replayed: bool = False
+    prev_logp: torch.Tensor | None = None
+    #: SAFE critic: ``[B]`` normalised rewards (value targets) and values at scoring
+    value_target: torch.Tensor | None = None
+    old_value: torch.Tensor | None = None
 
 
 class LMLearner:
@@ -55,7 +85,10 @@ class LMLearner:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay)
         warmup = max(algo.warmup_steps, 1)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
-        self.objective_state = objectives.make_state(algo.objective, **algo.objective_params)
+        state_params = dict(algo.objective_params)
+        if algo.objective == "remix":
+            state_params.update(reincarnation_step=algo.remix.reincarnation_step, replay_prob=algo.remix.replay_prob)
+        self.objective_state = objectives.make_state(algo.objective, **state_params)
         self.loss_params: dict[str, Any] = dict(algo.objective_params)
         if algo.kl_placement == "loss":
             self.loss_params.update(kl_coef=algo.kl_coef, kl_kind=algo.kl_kind)
@@ -65,6 +98,21 @@ class LMLearner:
             self.loss_params["state"] = self.objective_state
         #: objectives that take the ``[B]`` sequence rewards (GBPO) get them per micro-batch
         self.wants_scores = "scores" in objectives.OBJECTIVES.get(algo.objective).params
+        resolved = objectives.OBJECTIVES.resolve(algo.objective, algo.objective_params)
+        #: S-PPO / ST-PPO: ``clip_bias_surrogate`` arguments of the first pass (None: a single pass)
+        self.clip_bias = _clip_bias_args(algo.objective, resolved, algo.objective_params)
+        #: ReMix: schedule, replay window, pi_{k-1} snapshot (KL-Convex only), replayed-batch count
+        self.remix_state = self.objective_state if isinstance(self.objective_state, RemixState) else None
+        self.window = ReplayWindow(algo.remix.window) if self.remix_state is not None else None
+        self.kl_convex = self.remix_state is not None and bool(resolved["beta"])
+        self.prev_model: PreTrainedModel | None = None
+        self.replayed_total = 0
+        if self.kl_convex and self.ref_model is None:
+            self.ref_model = copy.deepcopy(model).eval()
+        #: SAFE: the double soft-min critic
+        self.critic = (
+            Critic(model.config.hidden_size, algo.critic, algo.lr) if algo.objective in ("safe", "safe_fixed") else None
+        )
 
     # scoring -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -73,15 +121,43 @@ class LMLearner:
         logp, _ = token_logprobs(model, input_ids, attention, start, self.temperature)
         return logp * exp.rollout.mask
 
-    def score(self, exp: Experience, prox_logp: torch.Tensor | None = None) -> Scored:
+    def score(self, exp: Experience, prox_logp: torch.Tensor | None = None, adv: torch.Tensor | None = None) -> Scored:
         """Old logits (``prox_logp``: given by an old-logit strategy, else the current policy, which is
-        exact in synchronous training), reference log-probs, and advantages."""
+        exact in synchronous training), reference log-probs, and advantages (``adv``: kept from generation,
+        for a replayed batch; the SAFE critic's otherwise)."""
         input_ids, attention, start = exp.rollout.model_inputs()
         mask = exp.rollout.mask.float()
+        if self.critic is not None:
+            with LastHidden(self.model) as hidden:
+                current = self.logprobs(self.model, exp)
+            prox = current if prox_logp is None else prox_logp
+            a, target, old_v = self.critic.score(exp.rewards, hidden.take(exp.rollout.lengths, mask.shape[1]))
+            ref = self.logprobs(self.ref_model, exp) if self.ref_model is not None else None
+            adv = a[:, None].expand_as(mask) * mask if adv is None else adv
+            return Scored(exp, input_ids, attention, start, mask, prox, ref, adv, value_target=target, old_value=old_v)
         prox = self.logprobs(self.model, exp) if prox_logp is None else prox_logp
         ref = self.logprobs(self.ref_model, exp) if self.ref_model is not None else None
-        adv = self.advantages(exp, mask, prox, ref)
+        adv = self.advantages(exp, mask, prox, ref) if adv is None else adv
         return Scored(exp, input_ids, attention, start, mask, prox, ref, adv)
+
+    # ReMix replay ------------------------------------------------------------------------------
+    def replay(self, generator: torch.Generator) -> Scored | None:
+        """ReMix: with probability ``replay_prob`` (0 after reincarnation) a past batch drawn uniformly from
+        the window, re-scored with the current (iteration-start) weights and carrying its generation-time
+        advantages; ``None`` for a fresh batch, without ReMix, or while the window is empty."""
+        if self.remix_state is None or self.window is None or not self.window.batches:
+            return None
+        if float(torch.rand((), generator=generator)) >= self.remix_state.replay_prob:
+            return None
+        exp, adv = self.window.draw(generator)
+        return replace(self.score(exp, adv=adv), replayed=True)
+
+    def remember(self, s: Scored) -> Scored:
+        """ReMix: add a fresh scored batch (rollout, behaviour log-probs, advantages) to the window."""
+        st = self.remix_state
+        if self.window is not None and st is not None and not (s.replayed or st.reincarnated):
+            self.window.add(s.exp, s.adv)
+        return s
 
     def advantages(
         self, exp: Experience, mask: torch.Tensor, prox: torch.Tensor, ref: torch.Tensor | None
@@ -113,8 +189,11 @@ class LMLearner:
         a = self.algo
         sums: dict[str, float] = defaultdict(float)
         n_steps = 0
+        if self.kl_convex:
+            s = replace(s, prev_logp=self._prev_logp(s.exp))
+        remixing = self.remix_state is not None and not self.remix_state.reincarnated
         self.model.train()
-        for _ in range(a.epochs):
+        for _ in range(a.epochs * (a.remix.utd if remixing else 1)):
             for mb in self._group_order(s.exp, generator).chunk(a.minibatches):
                 step_metrics = self._optimizer_step(s, mb)
                 for k, v in step_metrics.items():
@@ -124,7 +203,33 @@ class LMLearner:
         metrics = {k: v / n_steps for k, v in sums.items()}
         if s.ref_logp is not None:
             metrics["kl_ref/k3"] = float(kl.estimate("k3", s.prox_logp, s.ref_logp).mul(s.mask).sum() / s.mask.sum())
+        if self.remix_state is not None:
+            metrics.update(self._remix_advance(s, metrics, n_steps))
         return metrics
+
+    def _prev_logp(self, exp: Experience) -> torch.Tensor:
+        """Log-probs under pi_{k-1}, the snapshot of the previous iteration's start weights (a copy of the
+        current weights at the first iteration); the snapshot then moves to the current weights."""
+        if self.prev_model is None:
+            self.prev_model = copy.deepcopy(self.model).eval()
+        logp = self.logprobs(self.prev_model, exp)
+        self.prev_model.load_state_dict(self.model.state_dict())
+        return logp
+
+    def _remix_advance(self, s: Scored, metrics: dict[str, float], passes: int) -> dict[str, float]:
+        """Advance the ReMix schedule by one batch; at reincarnation the reference takes the current
+        weights (pi_T) and the window empties."""
+        st = self.remix_state
+        assert st is not None and self.window is not None
+        self.replayed_total += int(s.replayed)
+        was = st.reincarnated
+        st.update(metrics)
+        if st.reincarnated and not was:
+            if self.ref_model is not None:
+                self.ref_model.load_state_dict(self.model.state_dict())
+            self.window.clear()
+        return {"remix/replayed": float(s.replayed), "remix/replayed_total": float(self.replayed_total),
+                "remix/passes": float(passes), "remix/reincarnated": float(st.reincarnated)}
 
     def _group_order(self, exp: Experience, generator: torch.Generator) -> torch.Tensor:
         """Rows in a random order of whole prompt groups, so that every minibatch and micro-batch
@@ -145,20 +250,56 @@ class LMLearner:
                 for micro in micros:
                     self.objective_state.observe(self._inputs(s, micro, counts))
         metrics: dict[str, float] = defaultdict(float)
-        for micro in micros:
-            extra = {"scores": s.exp.rewards[micro]} if self.wants_scores else {}
-            out = objectives.compute(a.objective, self._inputs(s, micro, counts), **self.loss_params, **extra)
-            out.loss.backward()
-            for k, v in out.metrics.items():
-                metrics[k] += v / len(micros)
-            metrics["loss"] += float(out.loss.detach())
+        step_params: dict[str, Any] = {}
+        if self.clip_bias is not None:
+            norm = self._clip_bias_norm(s, micros, counts)
+            step_params["clip_bias_grad_norm"] = metrics["clip_bias/grad_norm"] = norm
+        hidden = LastHidden(self.model) if self.critic is not None else None
+        with hidden if hidden is not None else contextlib.nullcontext():
+            for micro in micros:
+                extra = {"scores": s.exp.rewards[micro]} if self.wants_scores else {}
+                if s.prev_logp is not None:
+                    extra["prev_logp"] = s.prev_logp[micro]
+                out = objectives.compute(
+                    a.objective, self._inputs(s, micro, counts), **self.loss_params, **step_params, **extra
+                )
+                loss = out.loss
+                if hidden is not None:
+                    loss = loss + self._value_loss(s, micro, hidden, float(len(mb)), metrics)
+                loss.backward()
+                for k, v in out.metrics.items():
+                    metrics[k] += v / len(micros)
+                metrics["loss"] += float(loss.detach())
         metrics["reward/mean"] = float(s.exp.rewards[mb].mean())  # stateful objectives (SAFE) read it
         metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), a.grad_clip))
+        if self.critic is not None:
+            metrics["value/grad_norm"] = self.critic.step()
         self.optimizer.step()
         self.scheduler.step()
-        if self.objective_state is not None:
+        if self.objective_state is not None and self.remix_state is None:  # ReMix advances once per batch
             self.objective_state.update(dict(metrics))
         return metrics
+
+    def _clip_bias_norm(self, s: Scored, micros: tuple[torch.Tensor, ...], counts: tuple[float, float]) -> float:
+        """``||C||_2`` over the whole mini-batch: back-propagate every micro-batch's ``clip_bias_surrogate``
+        (global normalisers), take the global gradient norm, zero the gradients (S-PPO's first pass)."""
+        assert self.clip_bias is not None
+        for micro in micros:
+            clip_bias_surrogate(self._inputs(s, micro, counts), **self.clip_bias).backward()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def _value_loss(
+        self, s: Scored, micro: torch.Tensor, hidden: LastHidden, num_seqs: float, metrics: dict[str, float]
+    ) -> torch.Tensor:
+        """``value_coef * L_V`` of rows ``micro`` from the hidden states of the forward just made."""
+        assert self.critic is not None and s.value_target is not None and s.old_value is not None
+        h_last = hidden.take(s.exp.rollout.lengths[micro], s.mask.shape[1])
+        value = self.critic.loss(h_last, s.old_value[micro], s.value_target[micro], num_seqs)
+        metrics["value/loss"] += float(value.detach())
+        return self.algo.critic.value_coef * value
 
     def _inputs(self, s: Scored, micro: torch.Tensor, counts: tuple[float, float]) -> PolicyLossInputs:
         """The objective's inputs for rows ``micro`` (forward pass of the current policy included)."""
@@ -182,11 +323,22 @@ class LMLearner:
 
     # checkpoint --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "objective_state": None if self.objective_state is None else self.objective_state.state_dict(),
         }
+        if self.critic is not None:
+            state["critic"] = self.critic.state_dict()
+        if self.window is not None and self.remix_state is not None:
+            ref = self.ref_model if self.remix_state.reincarnated else None
+            state["remix"] = {
+                "window": self.window.state_dict(),
+                "replayed_total": self.replayed_total,
+                "prev_model": None if self.prev_model is None else _cloned(self.prev_model),
+                "ref_model": None if ref is None else _cloned(ref),
+            }
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -199,3 +351,43 @@ class LMLearner:
             )
         if self.objective_state is not None and saved is not None:
             self.objective_state.load_state_dict(saved)
+        for key, part in (("critic", self.critic), ("remix", self.window)):
+            if (part is None) != (key not in state):
+                raise ValueError(f"checkpoint {'has' if part is None else 'lacks'} {key} state for objective "
+                                 f"{self.algo.objective!r}: resume with the objective that wrote it")
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+        if self.window is not None:
+            self._load_remix(state["remix"])
+
+    def _load_remix(self, state: dict[str, Any]) -> None:
+        assert self.window is not None
+        self.window.load_state_dict(state["window"])
+        self.replayed_total = int(state["replayed_total"])
+        self.prev_model = None
+        if state["prev_model"] is not None:
+            self.prev_model = copy.deepcopy(self.model).eval()
+            self.prev_model.load_state_dict(state["prev_model"])
+        if state["ref_model"] is not None:
+            if self.ref_model is None:
+                self.ref_model = copy.deepcopy(self.model).eval()
+            self.ref_model.load_state_dict(state["ref_model"])
+
+
+def _cloned(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _clip_bias_args(name: str, params: dict[str, Any], given: dict[str, Any]) -> dict[str, Any] | None:
+    """``clip_bias_surrogate`` keyword arguments for S-PPO / ST-PPO with normalisation, else ``None``."""
+    if name not in ("s_ppo", "st_ppo") or params["clip_bias_norm"] == "none":
+        return None
+    if "clip_bias_grad_norm" in given:
+        raise ValueError(
+            f"algo.objective_params.clip_bias_grad_norm: the learner measures ||C|| for {name} each optimiser "
+            "step; remove it (or set clip_bias_norm: none for plain PPO)"
+        )
+    args = {"turn_level": name == "st_ppo", "clip_low": params["clip_low"], "clip_high": params["clip_high"]}
+    if name == "st_ppo":
+        args["turn_ratio_mode"] = params["turn_ratio_mode"]
+    return args

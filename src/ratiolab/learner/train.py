@@ -32,7 +32,7 @@ from ratiolab.runs import RunDir, rng_state
 Progress = Callable[[int, dict[str, float]], None]
 
 PANELS = (
-    Panel("reward and held-out accuracy", ("reward/mean", "eval/accuracy")),
+    Panel("reward and held-out accuracy", ("reward/mean", "eval/accuracy", "eval/pass1")),
     Panel("KL", ("approx_kl", "kl_ref/k3", "kl/k3")),
     Panel("clip fractions", ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac")),
     Panel("entropy", ("entropy",)),
@@ -50,12 +50,16 @@ PANELS = (
 
 @dataclass(frozen=True)
 class TrainResult:
+    """Where the run lives and its held-out accuracy before and after (greedy; pass@1 when sampled)."""
+
     run_dir: Path
     base_accuracy: float
     final_accuracy: float
     steps: int
     seconds: float
     report: Path
+    base_pass1: float | None = None
+    final_pass1: float | None = None
 
 
 def step_seed(seed: int, step: int, salt: str) -> int:
@@ -87,33 +91,47 @@ def _engine(model: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: TrainConf
                     version=version)
 
 
-def evaluate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: TrainConfig) -> float:
-    """Held-out greedy accuracy (share of reward-1 episodes) of the fp32 learner weights on
-    ``eval_size`` test problems; multi-turn tasks are played out turn by turn."""
+def evaluate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: TrainConfig) -> dict[str, float]:
+    """Held-out accuracy of the fp32 learner weights on ``eval_size`` test problems (multi-turn tasks
+    are played out turn by turn): ``eval/accuracy``, the share solved by greedy decoding, and, when
+    ``cfg.eval_samples`` is k > 0, ``eval/pass1``: the mean reward of k samples per problem at the
+    training temperature (pass@1 of the policy as trained, averaged over k samples)."""
     task = tasks.get(cfg.task.name, **cfg.task.params)
     problems = task.sample(cfg.eval_size, split="test", seed=cfg.seed)
     engine = HFEngine(model, tok, dtype=torch.float32, seed=cfg.seed)
     greedy = SamplingParams(greedy=True, max_new_tokens=cfg.sampling.max_new_tokens)
-    exp = collect(engine, task, problems, 1, greedy, seed=cfg.seed)
-    return float((exp.rewards >= 1.0).float().mean())
+    out = {"eval/accuracy": float((collect(engine, task, problems, 1, greedy, seed=cfg.seed).rewards >= 1.0)
+                                  .float().mean())}
+    if cfg.eval_samples:
+        sampled = SamplingParams(temperature=cfg.sampling.temperature, max_new_tokens=cfg.sampling.max_new_tokens)
+        exp = collect(engine, task, problems, cfg.eval_samples, sampled, seed=cfg.seed)
+        out["eval/pass1"] = float((exp.rewards >= 1.0).float().mean())
+    return out
 
 
 def _run_sync(
     cfg: TrainConfig, learner: LMLearner, engine: HFEngine, task: tasks.Task, first: int,
     finish_step: Callable[[int, dict[str, Any]], None],
 ) -> None:
-    """Steps ``first .. cfg.steps``: sample -> verify -> score -> update -> sync weights."""
+    """Steps ``first .. cfg.steps``: sample -> verify -> score -> update -> sync weights.
+
+    ReMix [inferred]: a step that replays a past batch (:meth:`LMLearner.replay`) samples nothing
+    (that is where ReMix saves rollouts); the fresh batches enter the replay window.
+    """
     sampling = SamplingParams(
         temperature=cfg.sampling.temperature, top_p=cfg.sampling.top_p, top_k=cfg.sampling.top_k,
         max_new_tokens=cfg.sampling.max_new_tokens,
     )
     for step in range(first, cfg.steps + 1):
         t0 = time.perf_counter()
-        problems = task.sample(cfg.algo.prompts_per_step, split="train", seed=step_seed(cfg.seed, step, "problems"))
-        exp = collect(engine, task, problems, cfg.algo.samples_per_prompt, sampling,
-                      seed=step_seed(cfg.seed, step, "sample"), with_greedy=cfg.algo.advantage == "remax")
+        replayed = learner.replay(torch.Generator().manual_seed(step_seed(cfg.seed, step, "replay")))
+        if replayed is None:
+            problems = task.sample(cfg.algo.prompts_per_step, split="train", seed=step_seed(cfg.seed, step, "problems"))
+            exp = collect(engine, task, problems, cfg.algo.samples_per_prompt, sampling,
+                          seed=step_seed(cfg.seed, step, "sample"), with_greedy=cfg.algo.advantage == "remax")
         t1 = time.perf_counter()
-        scored = learner.score(exp)
+        scored = learner.remember(learner.score(exp)) if replayed is None else replayed
+        exp = scored.exp
         t2 = time.perf_counter()
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, "minibatch"))
         metrics: dict[str, Any] = learner.update(scored, gen)
@@ -154,31 +172,30 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         model.load_state_dict(ckpt.weights)
         learner.load_state_dict(ckpt.state["learner"])
         run.truncate_metrics(ckpt.step)
-        first, base_acc = ckpt.step + 1, float(ckpt.state["base_accuracy"])
+        first, base = ckpt.step + 1, dict(ckpt.state["base_eval"])
         log(f"resumed {run.path} at step {ckpt.step}")
     else:
         run = RunDir.create(cfg.run_dir, to_dict(cfg) | {"policy_source": str(source)})
-        base_acc = evaluate(model, tok, cfg)
-        run.log({"step": 0, "eval/accuracy": base_acc})
+        base = evaluate(model, tok, cfg)
+        run.log({"step": 0, **base})
         first = 1
     engine = _engine(model, tok, cfg, version=first - 1)
-    acc = base_acc
+    last = dict(base)
 
     def finish_step(step: int, metrics: dict[str, Any]) -> None:
         """Evaluate, log, checkpoint and report progress after the update of ``step``."""
-        nonlocal acc
         if step % cfg.eval_every == 0 or step == cfg.steps:
             t0 = time.perf_counter()
-            acc = evaluate(model, tok, cfg)
-            metrics["eval/accuracy"] = acc
+            last.update(evaluate(model, tok, cfg))
+            metrics.update(last)
             metrics["time/eval"] = time.perf_counter() - t0
         run.log(metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             run.save(step, dict(model.state_dict()), {
-                "learner": learner.state_dict(), "base_accuracy": base_acc, "rng": rng_state(), "step": step,
+                "learner": learner.state_dict(), "base_eval": base, "rng": rng_state(), "step": step,
             })
         if progress is not None:
-            progress(step, {"reward": metrics["reward/mean"], "accuracy": acc})
+            progress(step, {"reward": metrics["reward/mean"], "accuracy": last["eval/accuracy"]})
 
     if cfg.async_rl.enabled:
         from ratiolab.learner.async_driver import run_async
@@ -186,10 +203,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         run_async(cfg, learner, engine, first, finish_step)
     else:
         _run_sync(cfg, learner, engine, task, first, finish_step)
+    greedy = f"base {base['eval/accuracy']:.1%} -> trained {last['eval/accuracy']:.1%}"
+    summary = [("held-out accuracy (greedy)", greedy)]
+    if "eval/pass1" in base:
+        summary.append((f"held-out pass@1 ({cfg.eval_samples} samples at T={cfg.sampling.temperature:g})",
+                        f"base {base['eval/pass1']:.1%} -> trained {last['eval/pass1']:.1%}"))
     report = write_report(
         run, PANELS, title=f"ratiolab: {cfg.algo.objective} on {cfg.task.name}",
-        summary=[("held-out accuracy", f"base {base_acc:.1%} -> trained {acc:.1%}"),
-                 ("objective", cfg.algo.objective), ("advantage", cfg.algo.advantage),
+        summary=[*summary, ("objective", cfg.algo.objective), ("advantage", cfg.algo.advantage),
                  ("policy", str(source)), ("steps", str(cfg.steps))],
     )
-    return TrainResult(run.path, base_acc, acc, cfg.steps, time.perf_counter() - start_time, report)
+    return TrainResult(run.path, base["eval/accuracy"], last["eval/accuracy"], cfg.steps,
+                       time.perf_counter() - start_time, report, base.get("eval/pass1"), last.get("eval/pass1"))

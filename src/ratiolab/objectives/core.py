@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ratiolab import correction, kl
-from ratiolab.masked import masked_frac, masked_mean, masked_stats
+from ratiolab.masked import masked_mean, masked_stats
 from ratiolab.objectives.aggregation import aggregate, check_mode
 from ratiolab.registry import Registry
 from ratiolab.types import LossOutput, PolicyLossInputs
@@ -120,8 +120,13 @@ def _ratio_metrics(inputs: PolicyLossInputs, log_r: torch.Tensor) -> dict[str, f
     lr = log_r.detach()
     r = lr.exp()
     out = masked_stats(r, mask, "r_stale")
-    out["approx_kl"] = float(masked_mean(r - 1.0 - lr, mask))  # k3 of KL(prox || theta)
-    out["ratio/log_clamp_frac"] = masked_frac(correction.clamp_bites(inputs.logp, inputs.prox_logp), mask)
+    names = ["approx_kl", "ratio/log_clamp_frac"]
+    vals = [
+        masked_mean(r - 1.0 - lr, mask),  # k3 of KL(prox || theta)
+        masked_mean(correction.clamp_bites(inputs.logp, inputs.prox_logp).to(mask.dtype), mask),
+    ]
     if inputs.entropy is not None:
-        out["entropy"] = float(masked_mean(inputs.entropy.detach(), mask))
+        names.append("entropy")
+        vals.append(masked_mean(inputs.entropy.detach(), mask))
+    out.update(zip(names, torch.stack(vals).tolist(), strict=True))
     return out

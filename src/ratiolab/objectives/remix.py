@@ -8,6 +8,11 @@ ReMix's band centre and ``r_stale = pi_theta / pi_k``; fresh data has ``behav_lo
     -min(r A, clip(r, w - eps, w + eps) A) = w * PPOclip(r_stale; 1 - eps/w, 1 + eps/w)
 
 so the objective returns the ``r_stale`` factor and ``compute`` (``correction="none"``) applies ``w``.
+
+The learner side (:class:`ratiolab.learner.lm.LMLearner` with ``algo.remix``) keeps the replay window
+(:mod:`ratiolab.learner.replay`), re-scores a replayed batch's ``prox_logp`` with the iteration-start
+weights, makes ``utd`` passes per batch, passes ``prev_logp`` (log-probs under the previous iteration's
+weights, pi_{k-1}) and swaps the KL base for the current weights at reincarnation.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ def kl_convex_lambda(step: int) -> float:
 class RemixState(ObjectiveState):
     """Global step ``t`` and the reincarnation schedule.
 
-    ``update`` advances ``t``; at ``t == reincarnation_step`` it sets ``reincarnated``: the learner
+    ``update`` advances ``t`` (the learner calls it once per batch, not per optimiser step); at
+    ``t == reincarnation_step`` it sets ``reincarnated``: the learner
     then replaces the KL base (``ref_logp``'s model) with the current weights, stops replaying past
     batches (``replay_prob`` becomes 0) and continues plain on-policy training. ``t`` never restarts.
     """
@@ -82,13 +88,15 @@ def remix(
     beta: float = 0.0,
     step: int = 0,
     state: RemixState | None = None,
+    prev_logp: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """``L = -min(r A, clip(r, c - eps, c + eps) A) + beta KLC``, ``KLC = lam(t) k3(base) + (1 - lam(t)) k3(prev)``.
 
     [secondary source] formulas; constants [unverified]. ``c = pi_k/pi_{k-i}`` (``clip_centre="ratio"``)
     or 1 (``"one"``: the superseded reading, plain PPO on ``r_stale``). KL-Convex [inferred] per token
-    with k3: the base is ``ref_logp`` and the precedent model is ``prox_logp`` (the iteration-start
-    policy: ratiolab's batch carries one training-side anchor); it is divided by ``w_disc`` so that
+    with k3: the base is ``ref_logp`` and the precedent model pi_{k-1} is ``prev_logp`` (``[B, T]``
+    log-probs under the previous iteration's weights, from the learner; without it ``prox_logp``, the
+    iteration-start policy, stands in); it is divided by ``w_disc`` so that
     ``compute``'s ``w`` multiplies only the PPG term. ``beta`` defaults to 0 so that the objective runs
     without a reference; the ReMix recipe is ``beta=0.001`` with ``ref_logp``. ``t`` comes from
     ``state.step`` (or ``step`` without a state). Entropy bonus: the common ``entropy_coef`` (c = 0).
@@ -114,7 +122,7 @@ def remix(
         if inputs.ref_logp is None:
             raise ValueError("remix: beta > 0 needs inputs.ref_logp (log-probs of the KL-Convex base model)")
         kl_base = kl.estimate("k3", inputs.logp, inputs.ref_logp)
-        kl_prev = kl.estimate("k3", inputs.logp, inputs.prox_logp)
+        kl_prev = kl.estimate("k3", inputs.logp, inputs.prox_logp if prev_logp is None else prev_logp)
         kl_convex = lam * kl_base + (1.0 - lam) * kl_prev
         metrics["remix/kl_convex"] = float(masked_mean(kl_convex.detach(), mask))
         loss = loss + beta * kl_convex / w

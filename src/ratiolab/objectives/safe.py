@@ -6,9 +6,9 @@ value and carries **no gradient**. ``safe_fixed`` makes it differentiable (the l
 instead of ``kl_short``). The controller lives in :class:`SafeState`; ``update`` reads the step's
 ``safe/kl`` (from ``compute``) and the mean reward under :data:`REWARD_KEY` (supplied by the learner).
 
-Not reproduced: the double soft-min critic heads and their value loss need a value model (only the
-soft-min itself, :func:`soft_min_value`, is here); the script's unmasked entropy bonus (use the
-common, masked ``entropy_coef=0.01``); the unused Polyak target critic.
+The double soft-min critic (its advantages and value loss) lives with the learner,
+:mod:`ratiolab.learner.critic`, which uses :func:`soft_min_value`. Not reproduced: the script's
+unmasked entropy bonus (use the common, masked ``entropy_coef=0.01``); the unused Polyak target critic.
 """
 
 from __future__ import annotations
