@@ -2,10 +2,12 @@
 
     .venv/bin/python benchmarks/bench_async.py [--steps 12 --preset tiny]
 
-1. samples/s of ``train`` with ``async_rl.enabled`` (max_staleness 1 and 2, snapshot) against
-   the synchronous loop, same config and number of steps (evaluation excluded from the clock);
+1. samples/s of ``train`` with ``async_rl.enabled`` (max_staleness 1 and 2, snapshot, rollout actor in
+   a child process and in a thread) against the synchronous loop on both cores, same config and
+   number of steps (evaluation excluded from the clock);
 2. weight copies and bytes held by ``snapshot`` (peak over the run) against ``old_logit_model``
-   (one dedicated copy), at max_staleness 1, 2 and 4.
+   (one dedicated copy), at max_staleness 1, 2 and 4 (thread backend: ``old_logit_model`` scores
+   inside the actor).
 Prints a table and writes ``benchmarks/results/async.json``.
 """
 
@@ -58,12 +60,14 @@ def main() -> None:
         train(override(TrainConfig(), [*base, "steps=1", f"run_dir={tmp}/warm"]), log=lambda _: None)  # pretrain cache
         rows.append(_run(base, [], Path(tmp), "sync"))
         for s in (1, 2):
-            rows.append(_run(base, ["async_rl.enabled=true", f"async_rl.max_staleness={s}"], Path(tmp),
-                             f"async s={s} snapshot"))
+            for backend in ("process", "threads"):
+                rows.append(_run(base, ["async_rl.enabled=true", f"async_rl.max_staleness={s}",
+                                        f"async_rl.backend={backend}"], Path(tmp), f"async s={s} snapshot {backend}"))
         for s in (1, 2, 4):
             for strategy in ("snapshot", "old_logit_model"):
                 rows.append(_run(base, ["async_rl.enabled=true", f"async_rl.max_staleness={s}",
-                                        f"async_rl.old_logits={strategy}", "async_rl.staleness_policy=wait"],
+                                        "async_rl.backend=threads", f"async_rl.old_logits={strategy}",
+                                        "async_rl.staleness_policy=wait"],
                                  Path(tmp), f"mem s={s} {strategy}"))
     sync = rows[0]["samples_per_s"]
     print(f"{torch.get_num_threads()} torch threads; {args.steps} steps of 128 samples, preset {args.preset}")

@@ -4,7 +4,8 @@ Rows (wall times exclude evaluation; evaluation = 20 deterministic episodes, env
 
 1. ``vector``      sync vs async gymnasium vector env, random actions, 8 envs (steps/s).
 2. ``ppo_steps``   SB3 PPO with its rl-baselines3-zoo CartPole-v1 hyperparameters vs ratiolab PPO with the
-                   same hyperparameters: training wall time at an equal number of env steps.
+                   same hyperparameters: training wall time at an equal number of env steps; plus a
+                   minimal plain-PyTorch PPO of the same work (``bare_ppo``), the floor per-step compute sets.
 3. ``ppo_target``  wall time until the evaluation first reaches 475 (SB3 zoo; ratiolab zoo settings; ratiolab
                    defaults = CleanRL parity).
 4. ``pqn_target``  ratiolab PQN vs SB3 DQN (zoo hyperparameters) to the same evaluation return.
@@ -158,13 +159,69 @@ def _linear(v: float) -> Callable[[float], float]:
     return lambda progress_remaining: progress_remaining * v
 
 
+def bare_ppo(seed: int, steps: int) -> float:
+    """Wall seconds of a minimal PPO with the zoo hyperparameters in plain PyTorch: the same networks
+    (tanh 64-64 actor and critic), vector env, GAE and 20 epochs of full-batch Adam, no diagnostics,
+    checks or normalisation. The floor that per-step compute sets on this machine."""
+    torch.manual_seed(seed)
+    z = ZOO_PPO
+    envs = make_vec("CartPole-v1", z["n_envs"])
+
+    def net(out: int) -> torch.nn.Sequential:
+        return torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64), torch.nn.Tanh(),
+                                   torch.nn.Linear(64, out))
+
+    actor, critic = net(2), net(1)
+    params = [*actor.parameters(), *critic.parameters()]
+    opt = torch.optim.Adam(params, lr=z["lr"], eps=1e-5)
+    t0 = time.perf_counter()
+    obs = torch.as_tensor(envs.reset(seed=seed)[0], dtype=torch.float32)
+    updates = steps // (z["n_envs"] * z["n_steps"])
+    for u in range(updates):
+        frac = 1.0 - u / updates
+        opt.param_groups[0]["lr"] = z["lr"] * frac
+        buf_o, buf_a, buf_lp, buf_r, buf_d = [], [], [], [], []
+        with torch.no_grad():
+            for _ in range(z["n_steps"]):
+                dist = torch.distributions.Categorical(logits=actor(obs))
+                a = dist.sample()
+                nxt, r, term, trunc, _ = envs.step(a.numpy())
+                buf_o.append(obs), buf_a.append(a), buf_lp.append(dist.log_prob(a))
+                buf_r.append(torch.as_tensor(r, dtype=torch.float32)), buf_d.append(torch.as_tensor(term | trunc))
+                obs = torch.as_tensor(nxt, dtype=torch.float32)
+            o, act, old_lp = torch.stack(buf_o), torch.stack(buf_a), torch.stack(buf_lp)
+            v = critic(torch.cat([o.flatten(0, 1), obs])).view(-1, z["n_envs"])
+            adv, last = torch.zeros(z["n_steps"], z["n_envs"]), torch.zeros(z["n_envs"])
+            for t in reversed(range(z["n_steps"])):
+                live = (~buf_d[t]).float()
+                delta = buf_r[t] + z["gamma"] * v[t + 1] * live - v[t]
+                last = delta + z["gamma"] * z["gae_lambda"] * live * last
+                adv[t] = last
+            ret = (adv + v[:-1]).flatten()
+        o, act, old_lp, adv = o.flatten(0, 1), act.flatten(), old_lp.flatten(), adv.flatten()
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        clip = z["clip"] * frac
+        for _ in range(z["n_epochs"]):
+            ratio = (torch.distributions.Categorical(logits=actor(o)).log_prob(act) - old_lp).exp()
+            loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+            loss = loss + 0.5 * (critic(o)[:, 0] - ret).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 0.5)
+            opt.step()
+    envs.close()
+    return time.perf_counter() - t0
+
+
 def bench_ppo_steps(seed: int, steps: int) -> dict[str, float]:
     model = sb3_ppo(seed)
     t = time.perf_counter()
     model.learn(steps)
     sb3 = time.perf_counter() - t
     res = train(ratiolab_zoo_ppo(steps, seed=seed, eval_every=10**9), None)
-    return {"sb3_s": sb3, "ratiolab_s": res.train_seconds, "ratio": res.train_seconds / sb3}
+    bare = bare_ppo(seed, steps)
+    return {"sb3_s": sb3, "ratiolab_s": res.train_seconds, "ratio": res.train_seconds / sb3,
+            "bare_torch_s": bare, "bare_ratio": bare / sb3}
 
 
 def bench_targets(seed: int, every_updates: int = 4) -> dict[str, Any]:
@@ -242,7 +299,8 @@ def main() -> None:
     print(f"\nPPO zoo hyperparameters, {args.steps} steps (median of {len(seeds)} seeds)")
     print(
         f"  SB3 {med(r['sb3_s'] for r in ps):.2f} s   ratiolab {med(r['ratiolab_s'] for r in ps):.2f} s   "
-        f"ratio {med(r['ratio'] for r in ps):.2f}x (target <= 0.5x)"
+        f"ratio {med(r['ratio'] for r in ps):.2f}x (target <= 0.5x)   bare-PyTorch floor "
+        f"{med(r['bare_torch_s'] for r in ps):.2f} s = {med(r['bare_ratio'] for r in ps):.2f}x"
     )
     print(f"\nwall time (eval excluded) to deterministic 20-episode return >= {TARGET:.0f}")
     print(f"  {'method':<24}{'reached':>8}{'median steps':>14}{'median s':>10}")

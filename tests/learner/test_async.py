@@ -1,4 +1,4 @@
-"""The asynchronous system: staleness bound, partial rollouts, exact old logits, faults, resume."""
+"""The asynchronous system, thread backend: staleness bound, partial rollouts, exact old logits, faults, resume."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ratiolab.runs import RunDir
 SMALL = [
     "policy.preset=tiny", "policy.pretrain_steps=3", "algo.prompts_per_step=4", "algo.samples_per_prompt=2",
     "algo.minibatches=2", "sampling.max_new_tokens=6", "eval_size=8", "eval_every=100", "checkpoint_every=2",
-    "async_rl.enabled=true", "sampling.engine_dtype=bfloat16",
+    "async_rl.enabled=true", "async_rl.backend=threads", "sampling.engine_dtype=bfloat16",
 ]
 
 

@@ -9,6 +9,9 @@ from ratiolab.config import ConfigError
 from ratiolab.correction.old_logits import STRATEGIES
 from ratiolab.objectives.async_presets import OLD_LOGITS_BINDING
 
+#: Old-logit strategies that score buffered batches inside the rollout actor (actor and buffer in one process).
+ACTOR_SIDE_STRATEGIES = ("old_logit_model", "sync_interrupt")
+
 
 @dataclass(frozen=True)
 class AsyncConfig:
@@ -21,8 +24,12 @@ class AsyncConfig:
     ``auto`` takes the strategy the objective binds (``ppo_ewma`` -> ``ewma``, ``decoupled_ppo`` ->
     ``snapshot``, :data:`~ratiolab.objectives.async_presets.OLD_LOGITS_BINDING`), else ``snapshot``.
     ``partial_rollouts``: a weight update may land mid-generation (tokens record both versions).
-    ``backend``: ``local`` (threads in this process) or ``ray`` (actors on a Ray cluster at
-    ``ray_address``; ``None`` starts a local one). ``actor_delay``/``learner_delay`` slow one
+    ``backend``: where the rollout actor runs. ``threads``: a thread of this process;
+    ``process``: a child process (weights in shared memory); ``local`` (default) picks between the
+    two by measurement: ``process`` (tiny models are Python-bound, so two threads contend for the
+    GIL; ``benchmarks/bench_backend.py``), ``threads`` for the strategies that score inside the
+    actor (:data:`ACTOR_SIDE_STRATEGIES`); ``ray``: actors on a Ray cluster at
+    ``ray_address`` (``None`` starts a local one). ``actor_delay``/``learner_delay`` slow one
     side down by that many seconds per decode step / per update (for tests and experiments).
     """
 
@@ -33,7 +40,7 @@ class AsyncConfig:
     partial_rollouts: bool = True
     ewma_beta: float | None = None
     ewma_reset_tau: float = 0.9
-    backend: Literal["local", "ray"] = "local"
+    backend: Literal["local", "threads", "process", "ray"] = "local"
     ray_address: str | None = None
     actor_delay: float = 0.0
     learner_delay: float = 0.0
@@ -47,6 +54,12 @@ class AsyncConfig:
             raise ConfigError(f"async_rl.old_logits = {self.old_logits!r} is not one of {['auto', *STRATEGIES]}")
         if self.actor_delay < 0 or self.learner_delay < 0:
             raise ConfigError("async_rl.actor_delay and async_rl.learner_delay must be >= 0 seconds")
+        if self.backend in ("process", "ray") and self.old_logits in ACTOR_SIDE_STRATEGIES:
+            raise ConfigError(
+                f"async_rl.old_logits = {self.old_logits!r} scores tokens inside the rollout actor when a version "
+                f"retires, which async_rl.backend={self.backend} does not support; use async_rl.old_logits=snapshot "
+                "(also exact) or async_rl.backend=threads"
+            )
         if self.ray_address is not None and self.backend != "ray":
             raise ConfigError("async_rl.ray_address is set but async_rl.backend is not 'ray'; set backend=ray")
 
@@ -71,3 +84,9 @@ class AsyncConfig:
                 f"algo.objective = {objective!r} binds async_rl.old_logits={bound!r}, got {self.old_logits!r}; "
                 f"set async_rl.old_logits=auto (or {bound})"
             )
+
+    def resolved_backend(self) -> str:
+        """``threads``, ``process`` or ``ray``: what ``local`` means for this strategy (class docstring)."""
+        if self.backend != "local":
+            return self.backend
+        return "threads" if self.old_logits in ACTOR_SIDE_STRATEGIES else "process"

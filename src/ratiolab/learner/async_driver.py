@@ -1,18 +1,20 @@
-"""Asynchronous actor/learner training with versioned weights and bounded staleness (local backend).
+"""Asynchronous actor/learner training with versioned weights and bounded staleness.
 
-A rollout actor thread samples batches with the engine while the learner trains on earlier
-ones. After each update the learner publishes its weights with a version number; the actor
-loads them between batches, or between two decode steps with ``partial_rollouts`` (then one
-sequence carries tokens of two versions, each tagged with its own). The buffer enforces
-``max_staleness``. The configured old-logit strategy supplies ``prox_logp``; the exact ones
-(snapshot, old_logit_model, sync_interrupt) reproduce pi_{theta_v} of each token's version.
+A rollout actor samples batches with the engine while the learner trains on earlier ones. After
+each update the learner publishes its weights with a version number; the actor loads them between
+batches, or between two decode steps with ``partial_rollouts`` (then one sequence carries tokens of
+two versions, each tagged with its own). The buffer enforces ``max_staleness``. The configured
+old-logit strategy supplies ``prox_logp``; the exact ones (snapshot, old_logit_model,
+sync_interrupt) reproduce pi_{theta_v} of each token's version.
 
-Threads, not processes, on the default backend: torch releases the GIL inside its kernels, so
-generation and training overlap on two cores (``benchmarks/bench_backend.py``: 1.69x the work of
-running them one after the other, against 1.80x for two processes before any weight or sample
-crosses a process boundary), and the retire-time strategies can score buffered batches in place.
-Each side gets half the cores' torch threads unless ``threads`` is set. A crashed actor is restarted; its
-unfinished batch is regenerated under the same ``uid``, so no sample is lost or counted twice.
+This module holds the learner loop every backend shares and the ``threads`` backend: the actor is a
+thread of this process, so the retire-time strategies (``old_logit_model``, ``sync_interrupt``) can
+score buffered batches in place. Two threads of a tiny model contend for the GIL (most of a decode
+or train step is Python dispatch), so ``local`` runs the actor in a child process
+(:mod:`ratiolab.learner.process_backend`) unless one of those strategies needs the thread. Each
+side gets its share of the cores' torch threads unless ``threads`` is set. A crashed actor is
+restarted; its unfinished batch is regenerated under the same ``uid``, so no sample is lost or
+counted twice.
 """
 
 from __future__ import annotations
@@ -341,10 +343,17 @@ def run_async(
 
     Returns the actor and buffer statistics.
     """
-    if cfg.async_rl.backend == "ray":
+    backend = cfg.async_rl.resolved_backend()
+    if backend == "ray":
         from ratiolab.learner.ray_backend import run_async_ray
 
         return run_async_ray(cfg, learner, engine, first_step, on_step, fault)
+    if backend == "process":
+        from ratiolab.learner.process_backend import run_async_process
+
+        if not cfg.threads:  # the rollout process takes one core, the learner the rest
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        return run_async_process(cfg, learner, first_step, on_step, fault)
     if not cfg.threads:  # actor and learner each get their share of the cores (no oversubscription)
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     ac = cfg.async_rl

@@ -1,17 +1,15 @@
 """The asynchronous actor/learner system on Ray (``async_rl.backend=ray``; DESIGN §2-§3).
 
-Same semantics as the local backend (:mod:`ratiolab.learner.async_driver`), other transport:
+Same semantics as the thread and process backends, other transport
+(:mod:`ratiolab.learner.remote_actor` holds the worker and the feeder they share):
 
-- the **rollout actor** is a Ray actor (:class:`RolloutWorker`, ``num_cpus=1``) that builds its
-  own task, policy copy (architecture and tokenizer from the policy folder) and ``HFEngine``;
+- the **rollout actor** is a :class:`~ratiolab.learner.remote_actor.RolloutWorker` run as a Ray actor
+  (``num_cpus=1``, :class:`RayWorker`), with its own task, policy copy and ``HFEngine``;
 - **weights** travel through the Ray object store: after every update the learner ``ray.put``\\ s
   them and hands the reference to a small :class:`WeightBoard` actor (``num_cpus=0``), which the
   rollout actor asks for a newer version before each batch and, with ``partial_rollouts``,
   between two decode steps (one sequence then carries tokens of two versions, each tagged);
-- **samples** come back as object refs; a feeder thread in the driver resolves them into the
-  same :class:`~ratiolab.buffer.VersionedBuffer` the local backend uses, so the staleness bound
-  and the ``wait``/``drop`` policies are the same code. Under ``wait`` the feeder only asks for a
-  batch when one started at the latest published version can be consumed within the bound.
+- **samples** come back as object refs, which the feeder thread resolves into the learner's buffer.
 
 The **learner stays in the driver process**: ``train()`` owns the run directory, evaluation,
 checkpoints and resume, so they work unchanged, and the learner-side old-logit strategies
@@ -27,27 +25,23 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ratiolab import tasks
 from ratiolab.buffer import VersionedBuffer
 from ratiolab.config import ConfigError
 from ratiolab.correction.old_logits import RetireScoring, clone_weights
-from ratiolab.engines import HFEngine, SamplingParams
+from ratiolab.engines import HFEngine
 from ratiolab.learner.async_config import AsyncConfig
-from ratiolab.learner.async_driver import ActorStats, learner_loop, make_old_logits
+from ratiolab.learner.async_driver import learner_loop, make_old_logits
 from ratiolab.learner.config import TrainConfig
 from ratiolab.learner.lm import LMLearner
-from ratiolab.policies import load_policy
-from ratiolab.rollout import Experience, collect
+from ratiolab.learner.remote_actor import ActorFailure, Batch, Fault, Feeder, RolloutWorker
+from ratiolab.rollout import Experience
 
 Weights = dict[str, torch.Tensor]
-Fault = Callable[[int, int], None]
-ACTOR_SIDE_STRATEGIES = ("old_logit_model", "sync_interrupt")
 INSTALL_HINT = "pip install 'ratiolab[ray]'"
 
 
@@ -75,12 +69,7 @@ def preflight(ac: AsyncConfig, timeout: float = 5.0) -> None:
     answer at ``ray_address`` within ``timeout`` seconds (a TCP connect; ``'auto'`` is left to Ray).
     """
     require_ray()
-    if ac.old_logits in ACTOR_SIDE_STRATEGIES:
-        raise ConfigError(
-            f"async_rl.old_logits = {ac.old_logits!r} scores tokens inside the rollout actor when a version "
-            "retires, which async_rl.backend=ray does not support; use async_rl.old_logits=snapshot (also exact) "
-            "or async_rl.backend=local"
-        )
+    ac.validate()  # rejects the actor-side strategies (ACTOR_SIDE_STRATEGIES) on Ray
     if ac.ray_address is None or ac.ray_address == "auto":
         return
     host, port = _host_port(ac.ray_address)
@@ -129,132 +118,49 @@ class WeightBoard:
         return self._version, self._box
 
 
-class RolloutWorker:
-    """Ray actor: one batch per :meth:`generate` call, on its own task, policy copy and engine."""
+class BoardWeights:
+    """A :class:`~ratiolab.learner.remote_actor.WeightSource` that asks the :class:`WeightBoard`."""
 
-    def __init__(self, cfg: TrainConfig, source: str, board: Any, fault: Fault | None = None) -> None:
-        from ratiolab.learner.train import _engine
+    def __init__(self, board: Any) -> None:
+        self.board = board
 
-        self.cfg, self.board, self.fault = cfg, board, fault
-        self.task = tasks.get(cfg.task.name, **cfg.task.params)
-        self.sampling = SamplingParams(
-            temperature=cfg.sampling.temperature, top_p=cfg.sampling.top_p, top_k=cfg.sampling.top_k,
-            max_new_tokens=cfg.sampling.max_new_tokens,
-        )
-        model, tok = load_policy(source)
-        self.engine: HFEngine = _engine(model, tok, cfg, version=-1)
-        self.uid, self.mid_syncs = 0, 0
-        self.sync()
-
-    def sync(self) -> bool:
-        """Load the board's weights if they are newer than the engine's."""
+    def load_into(self, engine: HFEngine) -> bool:
         import ray
 
         version, box = ray.get(self.board.latest.remote())
-        if version == self.engine.version:
+        if version == engine.version:
             return False
-        self.engine.load_weights(ray.get(box[0]), version)
+        engine.load_weights(ray.get(box[0]), version)
         return True
 
-    def _on_step(self, step: int) -> None:
-        if self.cfg.async_rl.actor_delay:
-            time.sleep(self.cfg.async_rl.actor_delay)
-        if self.fault is not None:
-            self.fault(self.uid, step)
-        if self.sync():
-            self.mid_syncs += 1
 
-    def generate(self, uid: int) -> tuple[Experience, float, int]:
-        """Batch ``uid`` (seeded as on the local backend), its generation seconds and mid-generation syncs."""
-        from ratiolab.learner.train import step_seed
+class RayWorker:
+    """A :class:`~ratiolab.learner.remote_actor.WorkerHandle` on a :class:`RolloutWorker` Ray actor."""
 
-        a, cfg = self.cfg.algo, self.cfg
-        self.sync()
-        self.uid, self.mid_syncs = uid, 0
-        problems = self.task.sample(a.prompts_per_step, split="train", seed=step_seed(cfg.seed, uid, "problems"))
-        t0 = time.perf_counter()
-        exp = collect(
-            self.engine, self.task, problems, a.samples_per_prompt, self.sampling,
-            seed=step_seed(cfg.seed, uid, "sample"), with_greedy=a.advantage == "remax",
-            on_step=self._on_step if cfg.async_rl.partial_rollouts else None,
-        )
-        exp.uid = uid
-        return exp, time.perf_counter() - t0, self.mid_syncs
+    def __init__(self, cfg: TrainConfig, source: str, board: Any, fault: Fault | None) -> None:
+        ray = require_ray()
+        self.actor = ray.remote(num_cpus=1, max_restarts=0)(RolloutWorker).remote(cfg, source, BoardWeights(board),
+                                                                                  fault)
 
-
-class Feeder:
-    """Driver thread: asks the rollout actor for batch after batch and puts them in the buffer.
-
-    ``inflight_min_version`` is the version published when the batch in flight was requested
-    (its tokens are of that version or newer); a failed batch is asked for again under the same
-    ``uid``, and a dead actor is replaced, ``max_restarts`` times in all.
-    """
-
-    def __init__(self, make_worker: Callable[[], Any], buffer: VersionedBuffer[Experience],
-                 published: Callable[[], int], first_uid: int, max_restarts: int = 3) -> None:
-        self.make_worker, self.buffer, self.published = make_worker, buffer, published
-        self.worker = make_worker()
-        self.next_uid, self.max_restarts = first_uid, max_restarts
-        self.stats = ActorStats()
-        self.inflight_min_version: int | None = None
-        self.error: BaseException | None = None
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="ray-feeder", daemon=True)
-
-    def _fetch(self, uid: int) -> tuple[Experience, float, int] | None:
+    def fetch(self, uid: int, stop: threading.Event) -> Batch | None:
         import ray
 
-        ref = self.worker.generate.remote(uid)
-        while not self.stop.is_set():
-            done, _ = ray.wait([ref], timeout=0.1)
-            if done:
-                result: tuple[Experience, float, int] = ray.get(ref)
-                return result
+        ref = self.actor.generate.remote(uid)
+        try:
+            while not stop.is_set():
+                done, _ = ray.wait([ref], timeout=0.1)
+                if done:
+                    batch: Batch = ray.get(ref)
+                    return batch
+        except ray.exceptions.RayActorError as err:
+            raise ActorFailure(f"the rollout actor died: {err}", dead=True) from err
+        except ray.exceptions.RayTaskError as err:
+            raise ActorFailure(f"batch {uid} failed in the rollout actor: {err}", dead=False) from err
         ray.cancel(ref)
         return None
 
-    def _loop(self) -> None:
-        import ray
-
-        while self.buffer.wait_for_room(self.published, self.stop):
-            self.inflight_min_version = self.published()
-            try:
-                result = self._fetch(self.next_uid)
-            except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as err:
-                if self.stats.restarts >= self.max_restarts:
-                    self.error = err
-                    return
-                self.stats.restarts += 1
-                if isinstance(err, ray.exceptions.RayActorError):
-                    ray.kill(self.worker)
-                    self.worker = self.make_worker()
-                continue
-            except Exception as err:  # anything else (object store, pickling) ends the run with its cause
-                self.error = err
-                return
-            if result is None:
-                return
-            exp, seconds, mid_syncs = result
-            self.buffer.put(exp)
-            self.inflight_min_version = None
-            self.next_uid += 1
-            self.stats.batches += 1
-            self.stats.generate_seconds += seconds
-            self.stats.syncs_mid_generation += mid_syncs
-
-    def alive(self) -> bool:
-        return self.thread.is_alive() and self.error is None
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def shutdown(self) -> None:
-        import ray
-
-        self.stop.set()
-        self.buffer.close()
-        self.thread.join(timeout=60)
-        ray.kill(self.worker)
+    def close(self) -> None:
+        require_ray().kill(self.actor)
 
 
 def run_async_ray(
@@ -287,8 +193,7 @@ def run_async_ray(
     strategy = make_old_logits(cfg, learner)
     assert not isinstance(strategy, RetireScoring)  # rejected by preflight
     strategy.on_publish(weights, version)
-    worker_cls = ray.remote(num_cpus=1, max_restarts=0)(RolloutWorker)
-    feeder = Feeder(lambda: worker_cls.remote(cfg, source, board, fault), buffer, lambda: latest[0], first_step)
+    feeder = Feeder(lambda: RayWorker(cfg, source, board, fault), buffer, lambda: latest[0], first_step)
     feeder.start()
     try:
         learner_loop(cfg, learner, buffer, strategy, feeder, publish, first_step, on_step,
@@ -301,4 +206,4 @@ def run_async_ray(
     return {"buffer": buffer.stats, "actor": feeder.stats, "strategy": strategy}
 
 
-__all__ = ["Feeder", "RolloutWorker", "WeightBoard", "connect", "preflight", "require_ray", "run_async_ray"]
+__all__ = ["BoardWeights", "RayWorker", "WeightBoard", "connect", "preflight", "require_ray", "run_async_ray"]

@@ -1,0 +1,144 @@
+"""The asynchronous system with the rollout actor in a child process (``async_rl.backend=process``).
+
+Why a process: a tiny policy's decode step and training step are mostly Python dispatch, which holds
+the GIL, so two threads of one process slow each other down (two threads of tiny-model forwards
+each ran 1.45x slower than one alone on this 2-core machine; two processes 1.06x:
+``benchmarks/bench_backend.py``). The child is started with ``spawn`` and runs a
+:class:`~ratiolab.learner.remote_actor.RolloutWorker` on one torch thread; the learner keeps the
+other cores.
+
+- **weights** live in shared memory (:class:`SharedWeights`): the learner copies each published
+  version in under a lock and bumps a shared version counter; the worker compares the counter with
+  its engine's version before each batch and between decode steps (a read of shared memory, no
+  message) and copies the weights out under the same lock;
+- **batches** come back through a queue (tensors move as shared-memory handles) to the
+  :class:`~ratiolab.learner.remote_actor.Feeder` thread, which fills the learner's buffer.
+
+The learner-side old-logit strategies (recompute, behavior, snapshot, ewma, loglinear) see every
+published version, as on Ray; ``old_logit_model`` and ``sync_interrupt`` score buffered batches
+inside the actor when a version retires, so they need the ``threads`` backend (``local`` picks it
+for them). A batch that raises in the child is asked for again under the same ``uid``; a child that
+dies is replaced.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.multiprocessing as tmp
+
+from ratiolab.buffer import VersionedBuffer
+from ratiolab.correction.old_logits import RetireScoring, clone_weights
+from ratiolab.engines import HFEngine
+from ratiolab.learner.async_config import ACTOR_SIDE_STRATEGIES
+from ratiolab.learner.config import TrainConfig
+from ratiolab.learner.lm import LMLearner
+from ratiolab.learner.remote_actor import ActorFailure, Batch, Fault, Feeder, RolloutWorker
+from ratiolab.rollout import Experience
+
+
+class SharedWeights:
+    """The latest published weights in shared memory, their version, and the lock that keeps the two
+    consistent (a :class:`~ratiolab.learner.remote_actor.WeightSource`)."""
+
+    def __init__(self, weights: Mapping[str, torch.Tensor], version: int, ctx: Any) -> None:
+        self.tensors = {k: v.detach().clone().share_memory_() for k, v in weights.items()}
+        self.version = ctx.Value("q", version, lock=False)
+        self.lock = ctx.Lock()
+
+    def publish(self, weights: Mapping[str, torch.Tensor], version: int) -> None:
+        with self.lock:
+            for k, t in self.tensors.items():
+                t.copy_(weights[k])
+            self.version.value = version
+
+    def load_into(self, engine: HFEngine) -> bool:
+        if self.version.value == engine.version:
+            return False
+        with self.lock:
+            engine.load_weights(self.tensors, int(self.version.value))
+        return True
+
+
+def _actor_main(cfg: TrainConfig, source: str, weights: SharedWeights, requests: Any, results: Any,
+                fault: Fault | None) -> None:
+    """Child process: one batch per requested ``uid`` until ``None``; a failing batch reports its error."""
+    torch.set_num_threads(1)
+    worker = RolloutWorker(cfg, source, weights, fault)
+    while (uid := requests.get()) is not None:
+        try:
+            results.put(("ok", worker.generate(uid)))
+        except Exception as err:  # reported to the feeder, which asks for the batch again
+            results.put(("error", f"{type(err).__name__}: {err}"))
+
+
+class ProcessWorker:
+    """The learner's handle on the child process (a :class:`~ratiolab.learner.remote_actor.WorkerHandle`)."""
+
+    def __init__(self, ctx: Any, cfg: TrainConfig, source: str, weights: SharedWeights, fault: Fault | None) -> None:
+        self.requests, self.results = ctx.Queue(), ctx.Queue()
+        self.proc = ctx.Process(target=_actor_main, args=(cfg, source, weights, self.requests, self.results, fault),
+                                name="rollout-actor", daemon=True)
+        self.proc.start()
+
+    def fetch(self, uid: int, stop: threading.Event) -> Batch | None:
+        self.requests.put(uid)
+        while not stop.is_set():
+            try:
+                kind, payload = self.results.get(timeout=0.1)
+            except queue.Empty:
+                if not self.proc.is_alive():
+                    code = self.proc.exitcode
+                    raise ActorFailure(f"the rollout process exited with code {code}", dead=True) from None
+                continue
+            if kind == "error":
+                raise ActorFailure(f"batch {uid} failed in the rollout process: {payload}", dead=False)
+            batch: Batch = payload
+            return batch
+        return None
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.requests.put(None)
+            self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
+def run_async_process(
+    cfg: TrainConfig, learner: LMLearner, first_step: int,
+    on_step: Callable[[int, dict[str, Any]], None], fault: Fault | None = None,
+) -> dict[str, Any]:
+    """:func:`~ratiolab.learner.async_driver.run_async` with the rollout actor in a child process."""
+    from ratiolab.learner.async_driver import learner_loop, make_old_logits
+    from ratiolab.learner.train import policy_source
+
+    ac = cfg.async_rl
+    ctx = tmp.get_context("spawn")
+    source = str(policy_source(cfg, log=lambda _: None).resolve())
+    version = first_step - 1
+    weights = clone_weights(dict(learner.model.state_dict()))
+    shared = SharedWeights(weights, version, ctx)
+    latest = [version]
+
+    def publish(w: dict[str, torch.Tensor], v: int) -> None:
+        shared.publish(w, v)
+        latest[0] = v
+
+    buffer: VersionedBuffer[Experience] = VersionedBuffer(ac.max_staleness, ac.staleness_policy)
+    strategy = make_old_logits(cfg, learner)
+    assert not isinstance(strategy, RetireScoring) and ac.old_logits not in ACTOR_SIDE_STRATEGIES  # AsyncConfig
+    strategy.on_publish(weights, version)
+    feeder = Feeder(lambda: ProcessWorker(ctx, cfg, source, shared, fault), buffer, lambda: latest[0], first_step)
+    feeder.start()
+    try:
+        learner_loop(cfg, learner, buffer, strategy, feeder, publish, first_step, on_step,
+                     lambda: [feeder.inflight_min_version])
+    finally:
+        feeder.shutdown()
+    return {"buffer": buffer.stats, "actor": feeder.stats, "strategy": strategy}

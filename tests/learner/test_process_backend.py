@@ -1,0 +1,124 @@
+"""The asynchronous system with the rollout actor in a child process: exact old logits, the staleness
+bound, a failing batch and a dying process (no batch lost or counted twice), backend choice."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from exactness import assert_exact_old_logits
+
+from ratiolab.config import ConfigError, override
+from ratiolab.correction.old_logits import Snapshot
+from ratiolab.learner import TrainConfig, async_driver, train
+from ratiolab.learner.async_config import AsyncConfig
+from ratiolab.learner.lm import LMLearner
+from ratiolab.policies import load_policy
+from ratiolab.runs import RunDir
+
+SMALL = [
+    "policy.preset=tiny", "policy.pretrain_steps=3", "algo.prompts_per_step=4", "algo.samples_per_prompt=2",
+    "algo.minibatches=2", "sampling.max_new_tokens=6", "eval_size=8", "eval_every=100", "checkpoint_every=3",
+    "async_rl.enabled=true", "async_rl.backend=process", "sampling.engine_dtype=bfloat16", "threads=1",
+]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def cfg_for(tmp: Path, cache: Path, *extra: str) -> TrainConfig:
+    return override(TrainConfig(), [*SMALL, f"policy.cache_dir={cache}", f"run_dir={tmp / 'run'}", *extra])
+
+
+def raise_once(uid: int, step: int, crashed: list[int] = []) -> None:  # noqa: B006 (lives in the child)
+    """Fault hook (runs in the rollout process): batch 3 raises once at its first decode step."""
+    if uid == 3 and step == 1 and not crashed:
+        crashed.append(uid)
+        raise async_driver.ActorFault("injected crash")
+
+
+def die_once(marker: Path, uid: int, step: int) -> None:
+    """Fault hook: the rollout process exits hard in batch 2, once (``marker`` records that it did)."""
+    if uid == 2 and step == 1 and not marker.exists():
+        marker.touch()
+        os._exit(3)
+
+
+def run_with_fault(monkeypatch: pytest.MonkeyPatch, fault: Any) -> dict[str, Any]:
+    real, stats = async_driver.run_async, {}
+
+    def run(*args: Any, **kw: Any) -> dict[str, Any]:
+        stats.update(real(*args, **{**kw, "fault": fault}))
+        return stats
+
+    monkeypatch.setattr(async_driver, "run_async", run)
+    return stats
+
+
+def test_snapshot_old_logits_are_exact_across_the_process_boundary(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prox_logp equals a from-scratch forward with each token's generating version (to 1e-6)."""
+    published: dict[int, dict[str, torch.Tensor]] = {}
+    batches: list[tuple[Any, torch.Tensor]] = []
+    real_publish, real_score = Snapshot.on_publish, LMLearner.score
+
+    def on_publish(self: Snapshot, weights: Any, version: int) -> None:
+        published[version] = {k: v.clone() for k, v in weights.items()}
+        real_publish(self, weights, version)
+
+    def score(self: LMLearner, exp: Any, prox_logp: torch.Tensor | None = None) -> Any:
+        assert prox_logp is not None
+        batches.append((exp, prox_logp.clone()))
+        return real_score(self, exp, prox_logp)
+
+    monkeypatch.setattr(Snapshot, "on_publish", on_publish)
+    monkeypatch.setattr(LMLearner, "score", score)
+    cfg = cfg_for(tmp_path, cache_dir, "steps=6", "async_rl.old_logits=snapshot", "async_rl.max_staleness=2",
+                  "async_rl.actor_delay=0.02", "async_rl.staleness_policy=drop")
+    res = train(cfg, log=lambda _: None)
+    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
+    assert [r["version"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert max(r["staleness/max"] for r in rows) <= 2
+    uids = [r["batch_uid"] for r in rows]
+    assert uids == sorted(set(uids))
+    model, _ = load_policy(next((cache_dir / "pretrained").iterdir()))
+    assert_exact_old_logits(batches, published, model)
+    assert rows[-1]["actor/mid_generation_syncs"] > 0
+
+
+def test_wait_bound_holds_and_a_failed_batch_is_regenerated(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats = run_with_fault(monkeypatch, raise_once)
+    cfg = cfg_for(tmp_path, cache_dir, "steps=5", "async_rl.max_staleness=1", "async_rl.staleness_policy=wait",
+                  "async_rl.learner_delay=0.3", "async_rl.old_logits=recompute")
+    res = train(cfg, log=lambda _: None)
+    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
+    assert max(r["staleness/max"] for r in rows) == 1
+    assert stats["actor"].restarts == 1 and rows[-1]["actor/restarts"] == 1
+    assert stats["buffer"].consumed_uids == [1, 2, 3, 4, 5] == [r["batch_uid"] for r in rows]
+
+
+def test_a_dead_rollout_process_is_replaced_and_no_batch_is_lost(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats = run_with_fault(monkeypatch, functools.partial(die_once, tmp_path / "died"))
+    res = train(cfg_for(tmp_path, cache_dir, "steps=4", "async_rl.max_staleness=1"), log=lambda _: None)
+    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
+    assert (tmp_path / "died").exists() and stats["actor"].restarts == 1
+    assert stats["buffer"].consumed_uids == [1, 2, 3, 4] == [r["batch_uid"] for r in rows]
+
+
+def test_local_backend_picks_processes_unless_the_strategy_scores_inside_the_actor() -> None:
+    assert AsyncConfig(enabled=True).resolved_backend() == "process"
+    for strategy in ("old_logit_model", "sync_interrupt"):
+        assert AsyncConfig(enabled=True, old_logits=strategy).resolved_backend() == "threads"
+        with pytest.raises(ConfigError, match=rf"old_logits = '{strategy}'.*backend=process.*backend=threads"):
+            AsyncConfig(enabled=True, backend="process", old_logits=strategy).validate()
