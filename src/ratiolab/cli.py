@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--async", dest="async_rl", action="store_true", help="asynchronous actor/learner training")
     p.add_argument("--backend", choices=["local", "threads", "process", "ray"],
-                   help="async backend (implies --async): local picks process or threads")
+                   help="async backend (implies --async): local = threads; process for multi-turn tasks")
     p.add_argument("--address", help="Ray cluster address (with --backend ray), e.g. 192.168.0.2:6379")
     p.add_argument("--env", help="gymnasium environment id: train the classic-control track")
     p.add_argument("--algo", default="ppo", help="classic-control algorithm (with --env): ppo, mdpo, bpo, props, "

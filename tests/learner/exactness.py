@@ -26,3 +26,27 @@ def assert_exact_old_logits(
             versions_seen.add(v)
     assert len(versions_seen) >= 3
     assert mixed > 0, "no partial rollout mixed two versions; mid-generation weight swaps were not exercised"
+
+
+def record_snapshots(monkeypatch: Any) -> tuple[dict[int, dict[str, torch.Tensor]], list[tuple[Any, torch.Tensor]]]:
+    """Record every version the ``snapshot`` strategy receives and every batch scored with its ``prox_logp``
+    (for a backend whose actor runs elsewhere: the learner side sees every version)."""
+    from ratiolab.correction.old_logits import Snapshot
+    from ratiolab.learner.lm import LMLearner
+
+    published: dict[int, dict[str, torch.Tensor]] = {}
+    batches: list[tuple[Any, torch.Tensor]] = []
+    real_publish, real_score = Snapshot.on_publish, LMLearner.score
+
+    def on_publish(self: Snapshot, weights: Any, version: int) -> None:
+        published[version] = {k: v.clone() for k, v in weights.items()}
+        real_publish(self, weights, version)
+
+    def score(self: LMLearner, exp: Any, prox_logp: torch.Tensor | None = None) -> Any:
+        assert prox_logp is not None
+        batches.append((exp, prox_logp.clone()))
+        return real_score(self, exp, prox_logp)
+
+    monkeypatch.setattr(Snapshot, "on_publish", on_publish)
+    monkeypatch.setattr(LMLearner, "score", score)
+    return published, batches

@@ -9,14 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from exactness import assert_exact_old_logits
+from exactness import assert_exact_old_logits, record_snapshots
 
 from ratiolab.config import ConfigError, override
-from ratiolab.correction.old_logits import Snapshot
 from ratiolab.learner import TrainConfig, async_driver, train
 from ratiolab.learner.async_config import AsyncConfig
-from ratiolab.learner.lm import LMLearner
 from ratiolab.policies import load_policy
 from ratiolab.runs import RunDir
 
@@ -65,21 +62,7 @@ def test_snapshot_old_logits_are_exact_across_the_process_boundary(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """prox_logp equals a from-scratch forward with each token's generating version (to 1e-6)."""
-    published: dict[int, dict[str, torch.Tensor]] = {}
-    batches: list[tuple[Any, torch.Tensor]] = []
-    real_publish, real_score = Snapshot.on_publish, LMLearner.score
-
-    def on_publish(self: Snapshot, weights: Any, version: int) -> None:
-        published[version] = {k: v.clone() for k, v in weights.items()}
-        real_publish(self, weights, version)
-
-    def score(self: LMLearner, exp: Any, prox_logp: torch.Tensor | None = None) -> Any:
-        assert prox_logp is not None
-        batches.append((exp, prox_logp.clone()))
-        return real_score(self, exp, prox_logp)
-
-    monkeypatch.setattr(Snapshot, "on_publish", on_publish)
-    monkeypatch.setattr(LMLearner, "score", score)
+    published, batches = record_snapshots(monkeypatch)
     cfg = cfg_for(tmp_path, cache_dir, "steps=6", "async_rl.old_logits=snapshot", "async_rl.max_staleness=2",
                   "async_rl.actor_delay=0.02", "async_rl.staleness_policy=drop")
     res = train(cfg, log=lambda _: None)
@@ -116,9 +99,9 @@ def test_a_dead_rollout_process_is_replaced_and_no_batch_is_lost(
     assert stats["buffer"].consumed_uids == [1, 2, 3, 4] == [r["batch_uid"] for r in rows]
 
 
-def test_local_backend_picks_processes_unless_the_strategy_scores_inside_the_actor() -> None:
-    assert AsyncConfig(enabled=True).resolved_backend() == "process"
+def test_local_backend_is_the_thread_and_actor_side_strategies_need_it() -> None:
+    assert AsyncConfig(enabled=True).resolved_backend() == "threads"
+    assert AsyncConfig(enabled=True, backend="process").resolved_backend() == "process"
     for strategy in ("old_logit_model", "sync_interrupt"):
-        assert AsyncConfig(enabled=True, old_logits=strategy).resolved_backend() == "threads"
         with pytest.raises(ConfigError, match=rf"old_logits = '{strategy}'.*backend=process.*backend=threads"):
             AsyncConfig(enabled=True, backend="process", old_logits=strategy).validate()

@@ -10,16 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from exactness import assert_exact_old_logits
+from exactness import assert_exact_old_logits, record_snapshots
 
 ray = pytest.importorskip("ray")
 
 from ratiolab.config import ConfigError, override  # noqa: E402
-from ratiolab.correction.old_logits import Snapshot  # noqa: E402
 from ratiolab.learner import TrainConfig, async_driver, train  # noqa: E402
 from ratiolab.learner.async_config import AsyncConfig  # noqa: E402
-from ratiolab.learner.lm import LMLearner  # noqa: E402
 from ratiolab.learner.ray_backend import preflight  # noqa: E402
 from ratiolab.policies import load_policy  # noqa: E402
 from ratiolab.runs import RunDir  # noqa: E402
@@ -64,21 +61,7 @@ def test_snapshot_old_logits_are_exact_and_rows_are_written(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """prox_logp equals a from-scratch forward with each token's generating version (to 1e-6)."""
-    published: dict[int, dict[str, torch.Tensor]] = {}
-    batches: list[tuple[Any, torch.Tensor]] = []
-    real_publish, real_score = Snapshot.on_publish, LMLearner.score
-
-    def on_publish(self: Snapshot, weights: Any, version: int) -> None:
-        published[version] = {k: v.clone() for k, v in weights.items()}
-        real_publish(self, weights, version)
-
-    def score(self: LMLearner, exp: Any, prox_logp: torch.Tensor | None = None) -> Any:
-        assert prox_logp is not None
-        batches.append((exp, prox_logp.clone()))
-        return real_score(self, exp, prox_logp)
-
-    monkeypatch.setattr(Snapshot, "on_publish", on_publish)
-    monkeypatch.setattr(LMLearner, "score", score)
+    published, batches = record_snapshots(monkeypatch)
     cfg = cfg_for(tmp_path, cache_dir, "steps=6", "async_rl.old_logits=snapshot", "async_rl.max_staleness=2",
                   "async_rl.actor_delay=0.02", "async_rl.staleness_policy=drop")
     res = train(cfg, log=lambda _: None)

@@ -24,13 +24,15 @@ class AsyncConfig:
     ``auto`` takes the strategy the objective binds (``ppo_ewma`` -> ``ewma``, ``decoupled_ppo`` ->
     ``snapshot``, :data:`~ratiolab.objectives.async_presets.OLD_LOGITS_BINDING`), else ``snapshot``.
     ``partial_rollouts``: a weight update may land mid-generation (tokens record both versions).
-    ``backend``: where the rollout actor runs. ``threads``: a thread of this process;
-    ``process``: a child process (weights in shared memory); ``local`` (default) picks between the
-    two by measurement: ``process`` (tiny models are Python-bound, so two threads contend for the
-    GIL; ``benchmarks/bench_backend.py``), ``threads`` for the strategies that score inside the
-    actor (:data:`ACTOR_SIDE_STRATEGIES`); ``ray``: actors on a Ray cluster at
-    ``ray_address`` (``None`` starts a local one). ``actor_delay``/``learner_delay`` slow one
-    side down by that many seconds per decode step / per update (for tests and experiments).
+    ``backend``: where the rollout actor runs. ``local`` (default) or ``threads``: a thread of this
+    process; ``process``: a child process (weights in shared memory), measured on 2 cores to win
+    on generation-heavy multi-turn tasks (``guess``: 1.13x the synchronous loop's steady step rate
+    against 0.97x with a thread) and to lose on short single-turn ones (``arithmetic``: 298 against
+    270 ms per step, plus ~5 s to start the child); ``ray``: actors on a Ray cluster at
+    ``ray_address`` (``None`` starts a local one). ``old_logit_model`` and ``sync_interrupt``
+    score inside the actor and need the thread (:data:`ACTOR_SIDE_STRATEGIES`).
+    ``actor_delay``/``learner_delay`` slow one side down by that many seconds per decode step / per
+    update (for tests and experiments).
     """
 
     enabled: bool = False
@@ -86,7 +88,5 @@ class AsyncConfig:
             )
 
     def resolved_backend(self) -> str:
-        """``threads``, ``process`` or ``ray``: what ``local`` means for this strategy (class docstring)."""
-        if self.backend != "local":
-            return self.backend
-        return "threads" if self.old_logits in ACTOR_SIDE_STRATEGIES else "process"
+        """``threads``, ``process`` or ``ray`` (``local`` is the thread backend; see the class docstring)."""
+        return "threads" if self.backend == "local" else self.backend

@@ -7,12 +7,12 @@ two versions, each tagged with its own). The buffer enforces ``max_staleness``. 
 old-logit strategy supplies ``prox_logp``; the exact ones (snapshot, old_logit_model,
 sync_interrupt) reproduce pi_{theta_v} of each token's version.
 
-This module holds the learner loop every backend shares and the ``threads`` backend: the actor is a
-thread of this process, so the retire-time strategies (``old_logit_model``, ``sync_interrupt``) can
-score buffered batches in place. Two threads of a tiny model contend for the GIL (most of a decode
-or train step is Python dispatch), so ``local`` runs the actor in a child process
-(:mod:`ratiolab.learner.process_backend`) unless one of those strategies needs the thread. Each
-side gets its share of the cores' torch threads unless ``threads`` is set. A crashed actor is
+This module holds the learner loop every backend shares and the ``threads`` backend (``local``):
+the actor is a thread of this process, so the retire-time strategies (``old_logit_model``,
+``sync_interrupt``) can score buffered batches in place. Measured on 2 cores it is the faster
+choice for short single-turn generations; a Python-heavy multi-turn actor contends for the GIL and
+runs faster in a child process (:mod:`ratiolab.learner.process_backend`). Each side gets its share
+of the cores' torch threads unless ``threads`` is set. A crashed actor is
 restarted; its unfinished batch is regenerated under the same ``uid``, so no sample is lost or
 counted twice.
 """

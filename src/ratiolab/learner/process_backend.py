@@ -1,9 +1,11 @@
 """The asynchronous system with the rollout actor in a child process (``async_rl.backend=process``).
 
-Why a process: a tiny policy's decode step and training step are mostly Python dispatch, which holds
-the GIL, so two threads of one process slow each other down (two threads of tiny-model forwards
-each ran 1.45x slower than one alone on this 2-core machine; two processes 1.06x:
-``benchmarks/bench_backend.py``). The child is started with ``spawn`` and runs a
+Why a process: a rollout actor that does Python work per token (a multi-turn environment, tiny
+models' dispatch) holds the GIL, so as a thread it slows the learner down. Measured on this 2-core
+machine (steady step time against the synchronous loop on both cores): the ``guess`` task runs at
+1.13x with a child process and 0.97x with a thread; single-turn ``arithmetic`` at 0.82x and 0.90x
+(both sides slow down when both cores are busy, whatever the transport), so ``local`` stays the
+thread. The child is started with ``spawn`` and runs a
 :class:`~ratiolab.learner.remote_actor.RolloutWorker` on one torch thread; the learner keeps the
 other cores.
 
@@ -16,9 +18,8 @@ other cores.
 
 The learner-side old-logit strategies (recompute, behavior, snapshot, ewma, loglinear) see every
 published version, as on Ray; ``old_logit_model`` and ``sync_interrupt`` score buffered batches
-inside the actor when a version retires, so they need the ``threads`` backend (``local`` picks it
-for them). A batch that raises in the child is asked for again under the same ``uid``; a child that
-dies is replaced.
+inside the actor when a version retires, so they need the ``threads`` backend. A batch that
+raises in the child is asked for again under the same ``uid``; a child that dies is replaced.
 """
 
 from __future__ import annotations
@@ -31,14 +32,11 @@ from typing import Any
 import torch
 import torch.multiprocessing as tmp
 
-from ratiolab.buffer import VersionedBuffer
-from ratiolab.correction.old_logits import RetireScoring, clone_weights
+from ratiolab.correction.old_logits import clone_weights
 from ratiolab.engines import HFEngine
-from ratiolab.learner.async_config import ACTOR_SIDE_STRATEGIES
 from ratiolab.learner.config import TrainConfig
 from ratiolab.learner.lm import LMLearner
-from ratiolab.learner.remote_actor import ActorFailure, Batch, Fault, Feeder, RolloutWorker
-from ratiolab.rollout import Experience
+from ratiolab.learner.remote_actor import ActorFailure, Batch, Fault, RolloutWorker, learn_from_worker
 
 
 class SharedWeights:
@@ -115,30 +113,11 @@ def run_async_process(
     on_step: Callable[[int, dict[str, Any]], None], fault: Fault | None = None,
 ) -> dict[str, Any]:
     """:func:`~ratiolab.learner.async_driver.run_async` with the rollout actor in a child process."""
-    from ratiolab.learner.async_driver import learner_loop, make_old_logits
     from ratiolab.learner.train import policy_source
 
-    ac = cfg.async_rl
     ctx = tmp.get_context("spawn")
     source = str(policy_source(cfg, log=lambda _: None).resolve())
-    version = first_step - 1
     weights = clone_weights(dict(learner.model.state_dict()))
-    shared = SharedWeights(weights, version, ctx)
-    latest = [version]
-
-    def publish(w: dict[str, torch.Tensor], v: int) -> None:
-        shared.publish(w, v)
-        latest[0] = v
-
-    buffer: VersionedBuffer[Experience] = VersionedBuffer(ac.max_staleness, ac.staleness_policy)
-    strategy = make_old_logits(cfg, learner)
-    assert not isinstance(strategy, RetireScoring) and ac.old_logits not in ACTOR_SIDE_STRATEGIES  # AsyncConfig
-    strategy.on_publish(weights, version)
-    feeder = Feeder(lambda: ProcessWorker(ctx, cfg, source, shared, fault), buffer, lambda: latest[0], first_step)
-    feeder.start()
-    try:
-        learner_loop(cfg, learner, buffer, strategy, feeder, publish, first_step, on_step,
-                     lambda: [feeder.inflight_min_version])
-    finally:
-        feeder.shutdown()
-    return {"buffer": buffer.stats, "actor": feeder.stats, "strategy": strategy}
+    shared = SharedWeights(weights, first_step - 1, ctx)
+    return learn_from_worker(cfg, learner, first_step, on_step, weights, shared.publish,
+                             lambda: ProcessWorker(ctx, cfg, source, shared, fault))

@@ -30,16 +30,13 @@ from typing import Any
 
 import torch
 
-from ratiolab.buffer import VersionedBuffer
 from ratiolab.config import ConfigError
-from ratiolab.correction.old_logits import RetireScoring, clone_weights
+from ratiolab.correction.old_logits import clone_weights
 from ratiolab.engines import HFEngine
 from ratiolab.learner.async_config import AsyncConfig
-from ratiolab.learner.async_driver import learner_loop, make_old_logits
 from ratiolab.learner.config import TrainConfig
 from ratiolab.learner.lm import LMLearner
-from ratiolab.learner.remote_actor import ActorFailure, Batch, Fault, Feeder, RolloutWorker
-from ratiolab.rollout import Experience
+from ratiolab.learner.remote_actor import ActorFailure, Batch, Fault, RolloutWorker, learn_from_worker
 
 Weights = dict[str, torch.Tensor]
 INSTALL_HINT = "pip install 'ratiolab[ray]'"
@@ -179,31 +176,19 @@ def run_async_ray(
     started = connect(ac)
     source = str(policy_source(cfg, log=lambda _: None).resolve())
     board = ray.remote(num_cpus=0)(WeightBoard).remote()
-    version = first_step - 1
     weights = clone_weights(dict(learner.model.state_dict()))
-
-    latest = [version]
 
     def publish(w: Weights, v: int) -> None:
         ray.get(board.publish.remote(v, [ray.put(w)]))  # blocking: the board holds v before anyone asks
-        latest[0] = v
 
-    publish(weights, version)
-    buffer: VersionedBuffer[Experience] = VersionedBuffer(ac.max_staleness, ac.staleness_policy)
-    strategy = make_old_logits(cfg, learner)
-    assert not isinstance(strategy, RetireScoring)  # rejected by preflight
-    strategy.on_publish(weights, version)
-    feeder = Feeder(lambda: RayWorker(cfg, source, board, fault), buffer, lambda: latest[0], first_step)
-    feeder.start()
+    publish(weights, first_step - 1)
     try:
-        learner_loop(cfg, learner, buffer, strategy, feeder, publish, first_step, on_step,
-                     lambda: [feeder.inflight_min_version])
+        return learn_from_worker(cfg, learner, first_step, on_step, weights, publish,
+                                 lambda: RayWorker(cfg, source, board, fault))
     finally:
-        feeder.shutdown()
         ray.kill(board)
         if started:
             ray.shutdown()
-    return {"buffer": buffer.stats, "actor": feeder.stats, "strategy": strategy}
 
 
 __all__ = ["BoardWeights", "RayWorker", "WeightBoard", "connect", "preflight", "require_ray", "run_async_ray"]

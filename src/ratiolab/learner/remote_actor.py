@@ -20,13 +20,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
+
+import torch
 
 from ratiolab import tasks
 from ratiolab.buffer import VersionedBuffer
+from ratiolab.correction.old_logits import RetireScoring
 from ratiolab.engines import HFEngine, SamplingParams
-from ratiolab.learner.async_driver import ActorStats
+from ratiolab.learner.async_driver import ActorStats, learner_loop, make_old_logits
 from ratiolab.learner.config import TrainConfig
+from ratiolab.learner.lm import LMLearner
 from ratiolab.policies import load_policy
 from ratiolab.rollout import Experience, collect
 
@@ -159,3 +163,34 @@ class Feeder:
         self.buffer.close()
         self.thread.join(timeout=60)
         self.worker.close()
+
+
+def learn_from_worker(
+    cfg: TrainConfig, learner: LMLearner, first_step: int, on_step: Callable[[int, dict[str, Any]], None],
+    weights: dict[str, torch.Tensor], publish: Callable[[dict[str, torch.Tensor], int], None],
+    make_worker: Callable[[], WorkerHandle],
+) -> dict[str, Any]:
+    """The shared learner loop fed by a remote worker through a :class:`Feeder`; ``weights`` (version
+    ``first_step - 1``) must already be where the worker reads them; ``publish`` makes later versions so.
+
+    Returns the actor and buffer statistics and the old-logit strategy.
+    """
+    ac = cfg.async_rl
+    latest = [first_step - 1]
+
+    def publish_latest(w: dict[str, torch.Tensor], v: int) -> None:
+        publish(w, v)
+        latest[0] = v
+
+    buffer: VersionedBuffer[Experience] = VersionedBuffer(ac.max_staleness, ac.staleness_policy)
+    strategy = make_old_logits(cfg, learner)
+    assert not isinstance(strategy, RetireScoring)  # AsyncConfig.validate keeps actor-side strategies off here
+    strategy.on_publish(weights, latest[0])
+    feeder = Feeder(make_worker, buffer, lambda: latest[0], first_step)
+    feeder.start()
+    try:
+        learner_loop(cfg, learner, buffer, strategy, feeder, publish_latest, first_step, on_step,
+                     lambda: [feeder.inflight_min_version])
+    finally:
+        feeder.shutdown()
+    return {"buffer": buffer.stats, "actor": feeder.stats, "strategy": strategy}
