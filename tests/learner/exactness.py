@@ -1,4 +1,5 @@
-"""Shared check: recorded old logits equal a from-scratch forward with each token's version's weights."""
+"""Shared checks of the async backends: recorded old logits equal a from-scratch forward with each
+token's version's weights; a failed batch is regenerated without losing or repeating a uid."""
 
 from __future__ import annotations
 
@@ -50,3 +51,44 @@ def record_snapshots(monkeypatch: Any) -> tuple[dict[int, dict[str, torch.Tensor
     monkeypatch.setattr(Snapshot, "on_publish", on_publish)
     monkeypatch.setattr(LMLearner, "score", score)
     return published, batches
+
+
+def snapshot_run_is_exact(cfg: Any, cache_dir: Any, monkeypatch: Any) -> list[dict[str, Any]]:
+    """Train ``cfg`` (snapshot, max_staleness 2, drop, 6 steps) on a remote-actor backend and check the
+    bound, one fresh batch per step, mid-generation syncs and exact old logits; return the metric rows."""
+    from ratiolab.learner import train
+    from ratiolab.policies import load_policy
+    from ratiolab.runs import RunDir
+
+    published, batches = record_snapshots(monkeypatch)
+    res = train(cfg, log=lambda _: None)
+    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
+    assert [r["version"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert max(r["staleness/max"] for r in rows) <= 2
+    uids = [r["batch_uid"] for r in rows]
+    assert uids == sorted(set(uids))
+    model, _ = load_policy(next((cache_dir / "pretrained").iterdir()))
+    assert_exact_old_logits(batches, published, model)
+    assert rows[-1]["actor/mid_generation_syncs"] > 0
+    return rows
+
+
+def run_with_fault(cfg: Any, monkeypatch: Any, fault: Any, uids: list[int]) -> list[dict[str, Any]]:
+    """Train ``cfg`` with ``fault`` injected into the rollout actor: exactly one restart, and the
+    learner consumes batches ``uids`` in order, each once; return the metric rows."""
+    from ratiolab.learner import async_driver, train
+    from ratiolab.runs import RunDir
+
+    real, stats = async_driver.run_async, {}
+
+    def run(*args: Any, **kw: Any) -> dict[str, Any]:
+        stats.update(real(*args, **{**kw, "fault": fault}))
+        return stats
+
+    monkeypatch.setattr(async_driver, "run_async", run)
+    res = train(cfg, log=lambda _: None)
+    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
+    assert max(r["staleness/max"] for r in rows) <= cfg.async_rl.max_staleness
+    assert stats["actor"].restarts == 1 and rows[-1]["actor/restarts"] == 1
+    assert stats["buffer"].consumed_uids == uids == [r["batch_uid"] for r in rows]
+    return rows

@@ -6,16 +6,13 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
-from exactness import assert_exact_old_logits, record_snapshots
+from exactness import run_with_fault, snapshot_run_is_exact
 
 from ratiolab.config import ConfigError, override
-from ratiolab.learner import TrainConfig, async_driver, train
+from ratiolab.learner import TrainConfig, async_driver
 from ratiolab.learner.async_config import AsyncConfig
-from ratiolab.policies import load_policy
-from ratiolab.runs import RunDir
 
 SMALL = [
     "policy.preset=tiny", "policy.pretrain_steps=3", "algo.prompts_per_step=4", "algo.samples_per_prompt=2",
@@ -47,56 +44,30 @@ def die_once(marker: Path, uid: int, step: int) -> None:
         os._exit(3)
 
 
-def run_with_fault(monkeypatch: pytest.MonkeyPatch, fault: Any) -> dict[str, Any]:
-    real, stats = async_driver.run_async, {}
-
-    def run(*args: Any, **kw: Any) -> dict[str, Any]:
-        stats.update(real(*args, **{**kw, "fault": fault}))
-        return stats
-
-    monkeypatch.setattr(async_driver, "run_async", run)
-    return stats
-
-
 def test_snapshot_old_logits_are_exact_across_the_process_boundary(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """prox_logp equals a from-scratch forward with each token's generating version (to 1e-6)."""
-    published, batches = record_snapshots(monkeypatch)
     cfg = cfg_for(tmp_path, cache_dir, "steps=6", "async_rl.old_logits=snapshot", "async_rl.max_staleness=2",
                   "async_rl.actor_delay=0.02", "async_rl.staleness_policy=drop")
-    res = train(cfg, log=lambda _: None)
-    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
-    assert [r["version"] for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert max(r["staleness/max"] for r in rows) <= 2
-    uids = [r["batch_uid"] for r in rows]
-    assert uids == sorted(set(uids))
-    model, _ = load_policy(next((cache_dir / "pretrained").iterdir()))
-    assert_exact_old_logits(batches, published, model)
-    assert rows[-1]["actor/mid_generation_syncs"] > 0
+    snapshot_run_is_exact(cfg, cache_dir, monkeypatch)
 
 
 def test_wait_bound_holds_and_a_failed_batch_is_regenerated(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stats = run_with_fault(monkeypatch, raise_once)
     cfg = cfg_for(tmp_path, cache_dir, "steps=5", "async_rl.max_staleness=1", "async_rl.staleness_policy=wait",
                   "async_rl.learner_delay=0.3", "async_rl.old_logits=recompute")
-    res = train(cfg, log=lambda _: None)
-    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
+    rows = run_with_fault(cfg, monkeypatch, raise_once, [1, 2, 3, 4, 5])
     assert max(r["staleness/max"] for r in rows) == 1
-    assert stats["actor"].restarts == 1 and rows[-1]["actor/restarts"] == 1
-    assert stats["buffer"].consumed_uids == [1, 2, 3, 4, 5] == [r["batch_uid"] for r in rows]
 
 
 def test_a_dead_rollout_process_is_replaced_and_no_batch_is_lost(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stats = run_with_fault(monkeypatch, functools.partial(die_once, tmp_path / "died"))
-    res = train(cfg_for(tmp_path, cache_dir, "steps=4", "async_rl.max_staleness=1"), log=lambda _: None)
-    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
-    assert (tmp_path / "died").exists() and stats["actor"].restarts == 1
-    assert stats["buffer"].consumed_uids == [1, 2, 3, 4] == [r["batch_uid"] for r in rows]
+    cfg = cfg_for(tmp_path, cache_dir, "steps=4", "async_rl.max_staleness=1")
+    run_with_fault(cfg, monkeypatch, functools.partial(die_once, tmp_path / "died"), [1, 2, 3, 4])
+    assert (tmp_path / "died").exists()
 
 
 def test_local_backend_is_the_thread_and_actor_side_strategies_need_it() -> None:

@@ -7,10 +7,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from exactness import assert_exact_old_logits, record_snapshots
+from exactness import run_with_fault, snapshot_run_is_exact
 
 ray = pytest.importorskip("ray")
 
@@ -18,8 +17,6 @@ from ratiolab.config import ConfigError, override  # noqa: E402
 from ratiolab.learner import TrainConfig, async_driver, train  # noqa: E402
 from ratiolab.learner.async_config import AsyncConfig  # noqa: E402
 from ratiolab.learner.ray_backend import preflight  # noqa: E402
-from ratiolab.policies import load_policy  # noqa: E402
-from ratiolab.runs import RunDir  # noqa: E402
 
 SMALL = [
     "policy.preset=tiny", "policy.pretrain_steps=3", "algo.prompts_per_step=4", "algo.samples_per_prompt=2",
@@ -61,21 +58,11 @@ def test_snapshot_old_logits_are_exact_and_rows_are_written(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """prox_logp equals a from-scratch forward with each token's generating version (to 1e-6)."""
-    published, batches = record_snapshots(monkeypatch)
     cfg = cfg_for(tmp_path, cache_dir, "steps=6", "async_rl.old_logits=snapshot", "async_rl.max_staleness=2",
                   "async_rl.actor_delay=0.02", "async_rl.staleness_policy=drop")
-    res = train(cfg, log=lambda _: None)
-
-    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
+    rows = snapshot_run_is_exact(cfg, cache_dir, monkeypatch)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert all(set(r) >= ROW_KEYS for r in rows)
-    assert max(r["staleness/max"] for r in rows) <= 2
-    assert [r["version"] for r in rows] == [1, 2, 3, 4, 5, 6]
-    uids = [r["batch_uid"] for r in rows]
-    assert uids == sorted(set(uids))
-    model, _ = load_policy(next((cache_dir / "pretrained").iterdir()))
-    assert_exact_old_logits(batches, published, model)
-    assert rows[-1]["actor/mid_generation_syncs"] > 0
 
 
 def test_wait_policy_bound_and_a_failed_batch_is_regenerated(
@@ -88,21 +75,10 @@ def test_wait_policy_bound_and_a_failed_batch_is_regenerated(
             crashed.append(uid)
             raise async_driver.ActorFault("injected crash")
 
-    real = async_driver.run_async
-    stats: dict[str, Any] = {}
-
-    def run(*args: Any, **kw: Any) -> dict[str, Any]:
-        stats.update(real(*args, **{**kw, "fault": fault}))
-        return stats
-
-    monkeypatch.setattr(async_driver, "run_async", run)
     cfg = cfg_for(tmp_path, cache_dir, "steps=5", "async_rl.max_staleness=1", "async_rl.staleness_policy=wait",
                   "async_rl.learner_delay=0.3", "async_rl.old_logits=recompute")
-    res = train(cfg, log=lambda _: None)
-    rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
+    rows = run_with_fault(cfg, monkeypatch, fault, [1, 2, 3, 4, 5])
     assert max(r["staleness/max"] for r in rows) == 1
-    assert stats["actor"].restarts == 1 and rows[-1]["actor/restarts"] == 1
-    assert stats["buffer"].consumed_uids == [1, 2, 3, 4, 5] == [r["batch_uid"] for r in rows]
 
 
 def test_unreachable_ray_address_is_a_clear_error() -> None:

@@ -25,10 +25,9 @@ class AsyncConfig:
     ``snapshot``, :data:`~ratiolab.objectives.async_presets.OLD_LOGITS_BINDING`), else ``snapshot``.
     ``partial_rollouts``: a weight update may land mid-generation (tokens record both versions).
     ``backend``: where the rollout actor runs. ``local`` (default) or ``threads``: a thread of this
-    process; ``process``: a child process (weights in shared memory), measured on 2 cores to win
-    on generation-heavy multi-turn tasks (``guess``: 1.13x the synchronous loop's steady step rate
-    against 0.97x with a thread) and to lose on short single-turn ones (``arithmetic``: 298 against
-    270 ms per step, plus ~5 s to start the child); ``ray``: actors on a Ray cluster at
+    process; ``process``: a child process (weights in shared memory), for generation-heavy
+    multi-turn tasks; it costs ~5 s to start (measurements in :mod:`ratiolab.learner.process_backend`,
+    ``benchmarks/bench_async.py``); ``ray``: actors on a Ray cluster at
     ``ray_address`` (``None`` starts a local one). ``old_logit_model`` and ``sync_interrupt``
     score inside the actor and need the thread (:data:`ACTOR_SIDE_STRATEGIES`).
     ``actor_delay``/``learner_delay`` slow one side down by that many seconds per decode step / per

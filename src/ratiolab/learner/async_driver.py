@@ -191,15 +191,37 @@ class RolloutActor:
             self.stats.batches += 1
 
 
-class ActorSupervisor:
+class SourceThread:
+    """A rollout source that runs ``_loop`` in a daemon thread until ``stop``; ``error`` ends the run."""
+
+    def __init__(self, buffer: VersionedBuffer[Experience], name: str) -> None:
+        self.buffer = buffer
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        return self.thread.is_alive() and self.error is None
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.buffer.close()
+        self.thread.join(timeout=60)
+
+
+class ActorSupervisor(SourceThread):
     """Runs the actor in a thread and restarts it after a crash (``max_restarts`` times)."""
 
     def __init__(self, actor: RolloutActor, max_restarts: int = 3) -> None:
+        super().__init__(actor.buffer, "rollout-actor")
         self.actor = actor
         self.max_restarts = max_restarts
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._loop, name="rollout-actor", daemon=True)
 
     def _loop(self) -> None:
         while not self.stop.is_set():
@@ -221,17 +243,6 @@ class ActorSupervisor:
     @property
     def inflight_min_version(self) -> int | None:
         return self.actor.inflight_min_version
-
-    def alive(self) -> bool:
-        return self.thread.is_alive() and self.error is None
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def shutdown(self) -> None:
-        self.stop.set()
-        self.actor.buffer.close()
-        self.thread.join(timeout=60)
 
 
 def async_diagnostics(s: Scored, learner_version: int, max_staleness: int) -> dict[str, float]:

@@ -1,11 +1,13 @@
 """The asynchronous system with the rollout actor in a child process (``async_rl.backend=process``).
 
 Why a process: a rollout actor that does Python work per token (a multi-turn environment, tiny
-models' dispatch) holds the GIL, so as a thread it slows the learner down. Measured on this 2-core
-machine (steady step time against the synchronous loop on both cores): the ``guess`` task runs at
-1.13x with a child process and 0.97x with a thread; single-turn ``arithmetic`` at 0.82x and 0.90x
-(both sides slow down when both cores are busy, whatever the transport), so ``local`` stays the
-thread. The child is started with ``spawn`` and runs a
+models' dispatch) holds the GIL, so as a thread it slows the learner down. ``benchmarks/bench_async.py``
+on this 2-core machine (steady learner step against the synchronous loop on both cores; runs vary by
+about 20 %): the multi-turn ``guess`` task at max_staleness 2 runs at 1.43x with a child process and
+1.36x with a thread (``--steps 20 --skip-memory --set task.name=guess --set "task.params={}"``);
+single-turn ``arithmetic`` (``--steps 40 --set algo.prompts_per_step=32``) at 1.23x / 1.03x
+(staleness 1) and 0.92x / 0.76x (staleness 2), but the child takes ~5 s to start, so ``local``
+stays the thread. The child is started with ``spawn`` and runs a
 :class:`~ratiolab.learner.remote_actor.RolloutWorker` on one torch thread; the learner keeps the
 other cores.
 

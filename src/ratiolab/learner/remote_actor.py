@@ -28,7 +28,7 @@ from ratiolab import tasks
 from ratiolab.buffer import VersionedBuffer
 from ratiolab.correction.old_logits import RetireScoring
 from ratiolab.engines import HFEngine, SamplingParams
-from ratiolab.learner.async_driver import ActorStats, learner_loop, make_old_logits
+from ratiolab.learner.async_driver import ActorStats, SourceThread, learner_loop, make_old_logits
 from ratiolab.learner.config import TrainConfig
 from ratiolab.learner.lm import LMLearner
 from ratiolab.policies import load_policy
@@ -107,7 +107,7 @@ class RolloutWorker:
         return exp, time.perf_counter() - t0, self.mid_syncs
 
 
-class Feeder:
+class Feeder(SourceThread):
     """Learner-side thread: asks the worker for batch after batch and puts them in the buffer.
 
     ``inflight_min_version`` is the version published when the batch in flight was requested (its
@@ -116,14 +116,12 @@ class Feeder:
 
     def __init__(self, make_worker: Callable[[], WorkerHandle], buffer: VersionedBuffer[Experience],
                  published: Callable[[], int], first_uid: int, max_restarts: int = 3) -> None:
-        self.make_worker, self.buffer, self.published = make_worker, buffer, published
+        super().__init__(buffer, "rollout-feeder")
+        self.make_worker, self.published = make_worker, published
         self.worker = make_worker()
         self.next_uid, self.max_restarts = first_uid, max_restarts
         self.stats = ActorStats()
         self.inflight_min_version: int | None = None
-        self.error: BaseException | None = None
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="rollout-feeder", daemon=True)
 
     def _loop(self) -> None:
         while self.buffer.wait_for_room(self.published, self.stop):
@@ -152,16 +150,8 @@ class Feeder:
             self.stats.generate_seconds += seconds
             self.stats.syncs_mid_generation += mid_syncs
 
-    def alive(self) -> bool:
-        return self.thread.is_alive() and self.error is None
-
-    def start(self) -> None:
-        self.thread.start()
-
     def shutdown(self) -> None:
-        self.stop.set()
-        self.buffer.close()
-        self.thread.join(timeout=60)
+        super().shutdown()
         self.worker.close()
 
 
