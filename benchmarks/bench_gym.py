@@ -5,14 +5,17 @@ Rows (wall times exclude evaluation; evaluation = 20 deterministic episodes, env
 1. ``vector``      sync vs async gymnasium vector env, random actions, 8 envs (steps/s).
 2. ``ppo_steps``   SB3 PPO with its rl-baselines3-zoo CartPole-v1 hyperparameters vs ratiolab PPO with the
                    same hyperparameters: training wall time at an equal number of env steps; plus a
-                   minimal plain-PyTorch PPO of the same work (``bare_ppo``), the floor per-step compute sets.
+                   minimal plain-PyTorch PPO of the same work (``bare_ppo``), the floor eager per-step
+                   compute sets. ratiolab runs its default (fastest measured) path: the fused ``ppo_loss``
+                   on flat parameters, eager. ``ratiolab_compile_s`` is the same run with ``ppo.compile``
+                   (inductor; its first iteration, ``compile_first_iter_s``, holds the compile warm-up;
+                   inductor's on-disk cache makes later seeds warm).
 3. ``ppo_target``  wall time until the evaluation first reaches 475 (SB3 zoo; ratiolab zoo settings; ratiolab
                    defaults = CleanRL parity).
 4. ``pqn_target``  ratiolab PQN vs SB3 DQN (zoo hyperparameters) to the same evaluation return.
-5. ``--mujoco``    HalfCheetah-v5, 1M steps, PPO/MDPO/BPO against CleanRL's published return (not run by
-                   default: it needs ``gymnasium[mujoco]`` and hours on this machine).
+HalfCheetah-v5 (1M steps, PPO/MDPO/BPO against CleanRL) is ``benchmarks/bench_mujoco.py``.
 
-Run: ``.venv/bin/python benchmarks/bench_gym.py [--seeds 3] [--mujoco]``; needs the ``bench`` extra
+Run: ``.venv/bin/python benchmarks/bench_gym.py [--seeds 3]``; needs the ``bench`` extra
 (stable-baselines3). Prints a table and writes ``benchmarks/results/gym.json``.
 """
 
@@ -31,12 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ratiolab.gym import GymTrainConfig, PPOConfig, preset, train
+from ratiolab.gym import GymTrainConfig, preset, train
 from ratiolab.gym.envs import make_vec
 
 TARGET = 475.0
 EVAL_EPISODES, EVAL_SEED = 20, 10_000
-CLEANRL_HALFCHEETAH = 1442.64  # ppo_continuous_action.py, v4, 1M steps (classic.md §7.2)
 
 ZOO_PPO = {
     "n_envs": 8,
@@ -220,8 +222,13 @@ def bench_ppo_steps(seed: int, steps: int) -> dict[str, float]:
     sb3 = time.perf_counter() - t
     res = train(ratiolab_zoo_ppo(steps, seed=seed, eval_every=10**9), None)
     bare = bare_ppo(seed, steps)
+    compiled = ratiolab_zoo_ppo(steps, seed=seed, eval_every=10**9)
+    compiled.ppo.compile = True
+    comp = train(compiled, None)
     return {"sb3_s": sb3, "ratiolab_s": res.train_seconds, "ratio": res.train_seconds / sb3,
-            "bare_torch_s": bare, "bare_ratio": bare / sb3}
+            "bare_torch_s": bare, "bare_ratio": bare / sb3,
+            "ratiolab_compile_s": comp.train_seconds, "compile_ratio": comp.train_seconds / sb3,
+            "compile_first_iter_s": comp.rows[0]["time/train_s"], "eager_first_iter_s": res.rows[0]["time/train_s"]}
 
 
 def bench_targets(seed: int, every_updates: int = 4) -> dict[str, Any]:
@@ -247,35 +254,10 @@ def bench_targets(seed: int, every_updates: int = 4) -> dict[str, Any]:
     return out
 
 
-def bench_mujoco(seed: int) -> dict[str, Any]:
-    """HalfCheetah-v5, 1M steps, CleanRL continuous-PPO settings for PPO, MDPO and BPO (library settings)."""
-    out = {}
-    for algo in ("ppo", "mdpo", "bpo"):
-        ppo = PPOConfig(
-            num_envs=1,
-            num_steps=2048,
-            num_minibatches=32,
-            update_epochs=10,
-            learning_rate=3e-4,
-            ent_coef=0.0,
-            norm_obs=True,
-            norm_reward=True,
-        )
-        cfg = GymTrainConfig(env_id="HalfCheetah-v5", algo=algo, total_steps=1_000_000, seed=seed, ppo=ppo)
-        r = train(cfg, None)
-        out[algo] = {
-            "eval_return": r.final_eval.mean if r.final_eval else None,
-            "seconds": r.train_seconds,
-            "cleanrl_published": CLEANRL_HALFCHEETAH,
-        }
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20_480, help="env steps for the equal-steps PPO timing")
-    ap.add_argument("--mujoco", action="store_true", help="also run HalfCheetah-v5 for 1M steps (hours)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gym.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -287,8 +269,6 @@ def main() -> None:
     }
     result["ppo_steps"] = [bench_ppo_steps(s, args.steps) for s in seeds]
     result["targets"] = [bench_targets(s) for s in seeds]
-    if args.mujoco:
-        result["mujoco"] = bench_mujoco(seeds[0])
     med = statistics.median
     v = result["vector"]
     print(
@@ -302,6 +282,15 @@ def main() -> None:
         f"ratio {med(r['ratio'] for r in ps):.2f}x (target <= 0.5x)   bare-PyTorch floor "
         f"{med(r['bare_torch_s'] for r in ps):.2f} s = {med(r['bare_ratio'] for r in ps):.2f}x"
     )
+    print(
+        f"  ratiolab ppo.compile {med(r['ratiolab_compile_s'] for r in ps):.2f} s = "
+        f"{med(r['compile_ratio'] for r in ps):.2f}x; first iteration (compile warm-up) "
+        + ", ".join(f"{r['compile_first_iter_s']:.1f}" for r in ps)
+        + " s vs eager " + ", ".join(f"{r['eager_first_iter_s']:.2f}" for r in ps) + " s"
+    )
+    for s, r in zip(seeds, ps, strict=True):
+        print(f"  seed {s}: ratiolab/SB3 {r['ratio']:.2f}x, bare/SB3 {r['bare_ratio']:.2f}x, "
+              f"compiled/SB3 {r['compile_ratio']:.2f}x (side by side in one process)")
     print(f"\nwall time (eval excluded) to deterministic 20-episode return >= {TARGET:.0f}")
     print(f"  {'method':<24}{'reached':>8}{'median steps':>14}{'median s':>10}")
     for name in result["targets"][0]:

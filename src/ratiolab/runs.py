@@ -69,7 +69,7 @@ class RunDir:
         """A fresh run folder with ``config.yaml``; refuses a folder that already holds a run."""
         p = Path(path)
         if (p / cls.CONFIG).exists():
-            raise FileExistsError(f"{p} already holds a run; pass --resume {p} or choose another --run-name")
+            raise FileExistsError(f"{p} already holds a run; pass --resume {p} or choose another --run-dir")
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=p.parent, prefix=f".{p.name}."))
         (tmp / "checkpoints").mkdir()

@@ -3,11 +3,14 @@
 ``HFDecoder`` calls the model's own forward on a ``DynamicCache`` (any HF causal LM).
 ``FusedLlamaDecoder`` re-implements the Llama forward for decoding: fused QKV and gate/up
 projections, a preallocated KV cache and one boolean attention mask per step, which removes
-most per-step Python overhead for small models. Both return the logits of the last position.
+most per-step Python overhead for small models. ``CompiledLlamaDecoder`` runs its decode steps
+through ``torch.compile`` on static shapes. All return the logits of the last position.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -71,7 +74,7 @@ def supports_fused(model: PreTrainedModel) -> bool:
 
 
 class FusedLlamaDecoder:
-    """Llama decoding with fused projections and a static ``[layers, B, kv_heads, max_len, head_dim]`` cache.
+    """Llama decoding with fused projections and a static ``[B, kv_heads, max_len, head_dim]`` cache per layer.
 
     Attention: a query at position ``i`` sees keys ``j <= i`` that are not left padding (a padding
     query sees itself, so no softmax row is empty).
@@ -87,9 +90,9 @@ class FusedLlamaDecoder:
         self.head_dim: int = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
         self.eps: float = cfg.rms_norm_eps
         dtype = model.lm_head.weight.dtype
-        shape = (cfg.num_hidden_layers, batch, self.n_kv, max_len, self.head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype)
-        self.values = torch.zeros(shape, dtype=dtype)
+        shape = (batch, self.n_kv, max_len, self.head_dim)  # one tensor per layer
+        self.keys = [torch.zeros(shape, dtype=dtype) for _ in range(cfg.num_hidden_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype) for _ in range(cfg.num_hidden_layers)]
         self.key_valid = torch.zeros(batch, max_len, dtype=torch.bool)
         self.length = 0
         self.next_position = torch.zeros(batch, 1, dtype=torch.long)
@@ -145,9 +148,9 @@ class FusedLlamaDecoder:
             q = q.view(batch, width, -1, self.head_dim).transpose(1, 2)
             k = k.view(batch, width, -1, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
-            self.keys[i, :, :, start:end] = k * cos + _rotate_half(k) * sin
-            self.values[i, :, :, start:end] = v.view(batch, width, -1, self.head_dim).transpose(1, 2)
-            attn = self._attend(q, self.keys[i, :, :, :end], self.values[i, :, :, :end], mask)
+            self.keys[i][:, :, start:end] = k * cos + _rotate_half(k) * sin
+            self.values[i][:, :, start:end] = v.view(batch, width, -1, self.head_dim).transpose(1, 2)
+            attn = self._attend(q, self.keys[i][:, :, :end], self.values[i][:, :, :end], mask)
             x = x + F.linear(attn.transpose(1, 2).reshape(batch, width, -1), w_o)
             gate, up = F.linear(self._rms(x, w_post), w_gate_up).chunk(2, dim=-1)
             x = x + F.linear(F.silu(gate) * up, w_down)
@@ -163,6 +166,81 @@ class FusedLlamaDecoder:
         logits = self._forward(tokens[:, None], self.next_position, torch.ones(tokens.shape[0], 1, dtype=torch.bool))
         self.next_position = self.next_position + 1
         return logits
+
+
+class CompiledLlamaDecoder(FusedLlamaDecoder):
+    """``FusedLlamaDecoder`` whose decode steps run as one ``torch.compile`` graph (inductor; the prefill stays eager).
+
+    Every step has the same shapes: the new key/value is written in place at the current slot
+    (``index_copy_``) and attention spans the whole ``max_len`` cache, where ``key_valid`` masks the
+    left padding and the slots not yet written. The graph is shared by all instances (weights and
+    cache are arguments, so ``refresh`` needs no recompile); it is first compiled for one
+    ``(batch, max_len)``, and a second shape makes dynamo recompile it once with symbolic sizes
+    (automatic dynamic shapes), which then serves every shape.
+    """
+
+    def __init__(self, model: LlamaForCausalLM, batch: int, max_len: int) -> None:
+        super().__init__(model, batch, max_len)
+        inner = model.model
+        probe = torch.zeros(1, dtype=model.lm_head.weight.dtype)
+        cos, sin = inner.rotary_emb(probe, torch.arange(max_len)[None])
+        self.cos, self.sin = cos[0], sin[0]  # [max_len, head_dim]: positions never exceed the slot
+        self.slot = torch.zeros(1, dtype=torch.long)
+
+    def refresh(self) -> None:
+        super().refresh()
+        inner = self.model.model
+        self.embed, self.final_norm, self.head = inner.embed_tokens.weight, inner.norm.weight, self.model.lm_head.weight
+
+    def prefill(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        logits = super().prefill(prompt_ids, prompt_mask)
+        self.slot.fill_(self.length)
+        return logits
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.length >= self.key_valid.shape[1]:
+            raise ValueError(f"the cache holds max_len={self.key_valid.shape[1]} positions; it is full")
+        logits = _compiled_step()(self, tokens, self.next_position[:, 0], self.slot, self.key_valid,
+                                self.keys, self.values, self.layers)
+        self.slot += 1
+        self.next_position = self.next_position + 1
+        self.length += 1
+        return logits
+
+    def _static_step(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        slot: torch.Tensor,
+        key_valid: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        layers: list[tuple[torch.Tensor, ...]],
+    ) -> torch.Tensor:
+        """One token per row at cache ``slot``; ``positions`` ``[B]`` are the RoPE positions."""
+        batch, hd = tokens.shape[0], self.head_dim
+        key_valid.index_fill_(1, slot, True)
+        mask = key_valid[:, None, None, :]
+        x = F.embedding(tokens, self.embed)
+        cos, sin = self.cos[positions][:, None, None], self.sin[positions][:, None, None]
+        n_q, n_kv = self.n_heads * hd, self.n_kv * hd
+        for i, (w_in, w_qkv, w_o, w_post, w_gate_up, w_down) in enumerate(layers):
+            q, k, v = F.linear(self._rms(x, w_in), w_qkv).split([n_q, n_kv, n_kv], dim=-1)
+            q = q.view(batch, -1, 1, hd)
+            k = k.view(batch, -1, 1, hd)
+            keys[i].index_copy_(2, slot, k * cos + _rotate_half(k) * sin)
+            values[i].index_copy_(2, slot, v.view(batch, -1, 1, hd))
+            attn = self._attend(q * cos + _rotate_half(q) * sin, keys[i], values[i], mask)
+            x = x + F.linear(attn.reshape(batch, n_q), w_o)
+            gate, up = F.linear(self._rms(x, w_post), w_gate_up).chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, w_down)
+        return F.linear(self._rms(x, self.final_norm), self.head)
+
+
+@functools.cache
+def _compiled_step() -> Callable[..., torch.Tensor]:
+    """The compiled ``_static_step``, built on first use (``torch.compile`` costs ~1 s to import)."""
+    return torch.compile(CompiledLlamaDecoder._static_step, fullgraph=True)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,8 @@ Backends share the prompt handling and the ``Rollout`` output:
 
 - ``"fused"``: a hand-written decode loop (one prefill over left-padded prompts, then one
   forward per token) on ``FusedLlamaDecoder`` — Llama models only, the fastest on CPU;
+- ``"compiled"``: ``"fused"`` with its decode step compiled by ``torch.compile`` (``CompiledLlamaDecoder``);
+  the first batch, and the first of another shape, pay the compilation (tens of seconds on CPU);
 - ``"loop"``: the same loop on the model's own forward with a ``DynamicCache`` (any HF model);
 - ``"generate"``: ``model.generate`` with the same sampling warpers; ``behav_logp`` comes from
   its processed scores. No mid-generation hook.
@@ -26,10 +28,10 @@ from typing import Literal
 import torch
 from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from ratiolab.engines.decoders import Decoder, FusedLlamaDecoder, HFDecoder, supports_fused
+from ratiolab.engines.decoders import CompiledLlamaDecoder, Decoder, FusedLlamaDecoder, HFDecoder, supports_fused
 from ratiolab.engines.sampling import Rollout, SamplingParams, sampling_logprobs
 
-Backend = Literal["auto", "fused", "loop", "generate"]
+Backend = Literal["auto", "fused", "compiled", "loop", "generate"]
 Prompts = Sequence[str] | Sequence[Sequence[int]]
 """Prompt strings (tokenized with the tokenizer's special tokens) or token-id lists (used as given)."""
 _InFlight = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, SamplingParams]
@@ -54,10 +56,10 @@ class HFEngine:
         rounded to ``dtype`` but compute in ``compute_dtype`` — e.g. bf16-rounded weights in fp32 on
         CPUs without bf16 matmul units, which keeps the precision gap at fp32 speed.
         """
-        if backend not in ("auto", "fused", "loop", "generate"):
-            raise ValueError(f"backend={backend!r} is not valid; use 'auto', 'fused', 'loop' or 'generate'")
-        if backend == "fused" and not supports_fused(model):
-            raise ValueError("backend='fused' needs a plain LlamaForCausalLM; use backend='loop'")
+        if backend not in ("auto", "fused", "compiled", "loop", "generate"):
+            raise ValueError(f"backend={backend!r} is not valid; use 'auto', 'fused', 'compiled', 'loop' or 'generate'")
+        if backend in ("fused", "compiled") and not supports_fused(model):
+            raise ValueError(f"backend={backend!r} needs a plain LlamaForCausalLM; use backend='loop'")
         if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
             raise ValueError("tokenizer needs eos_token and pad_token set")
         self.dtype = dtype
@@ -143,9 +145,10 @@ class HFEngine:
         return torch.tensor([int(self.tokenizer.eos_token_id), *sampling.stop_token_ids], dtype=torch.long)
 
     def _decoder(self, batch: int, max_len: int) -> Decoder:
-        if self.backend == "fused":
+        if self.backend in ("fused", "compiled"):
             assert isinstance(self.model, LlamaForCausalLM)
-            return FusedLlamaDecoder(self.model, batch, max_len)
+            fused = CompiledLlamaDecoder if self.backend == "compiled" else FusedLlamaDecoder
+            return fused(self.model, batch, max_len)
         return HFDecoder(self.model)
 
     def _decode_loop(

@@ -29,7 +29,9 @@ class PPOConfig:
     """Rollout and learner settings of the actor-critic algorithms (CleanRL ``ppo.py`` defaults).
 
     ``objective`` names any entry of :mod:`ratiolab.objectives` (``ppo`` gets ``clip_low =
-    clip_high = clip_coef``); ``objective_params`` are passed to it verbatim.
+    clip_high = clip_coef``); ``objective_params`` are passed to it verbatim. ``compile`` runs the
+    minibatch loss of the plain ``ppo`` objective (no ``objective_params``) through ``torch.compile``
+    (CPU inductor); off by default: see benchmarks/bench_gym.py for its warm-up cost and gain.
     """
 
     num_envs: int = 4
@@ -55,6 +57,7 @@ class PPOConfig:
     objective: str = "ppo"
     objective_params: dict[str, Any] = field(default_factory=dict)
     bpo_u_coef: float = 0.5
+    compile: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -178,6 +181,12 @@ class GymTrainConfig:
             raise ValueError(
                 f"pqn: need num_envs, num_steps >= 1 and 1 <= num_minibatches <= num_envs*num_steps, got "
                 f"num_envs={q.num_envs}, num_steps={q.num_steps}, num_minibatches={q.num_minibatches}"
+            )
+        if p.compile and (self.algo not in ("ppo", "props", "pdppo") or p.objective != "ppo" or p.objective_params):
+            raise ValueError(
+                f"ppo.compile only applies to the plain 'ppo' objective without objective_params (algo ppo, props "
+                f"or pdppo), got algo={self.algo!r}, objective={p.objective!r}, objective_params="
+                f"{p.objective_params!r}: set ppo.compile=false"
             )
         if self.algo != "ppo" and p.objective != "ppo":
             raise ValueError(

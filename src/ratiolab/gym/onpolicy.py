@@ -1,10 +1,14 @@
 """Actor-critic learner for PPO, MDPO, BPO, PROPS and PDPPO on vector environments.
 
 One iteration collects ``num_steps x num_envs`` transitions, computes done/truncation-aware GAE
-(``gae_episodic``) and runs ``update_epochs`` passes of minibatch Adam. The policy loss is always
+(``gae_episodic``) and runs ``update_epochs`` passes of minibatch Adam. The policy loss is
 ``ratiolab.objectives.compute(objective, PolicyLossInputs(...), **params)`` on ``[minibatch, 1]``
 tensors, so every registered objective runs here; the value loss is CleanRL's (optionally clipped)
-``0.5 (V - R)^2``. Algorithm-specific pieces:
+``0.5 (V - R)^2``. The plain ``ppo`` objective (no ``objective_params``) instead runs :func:`ppo_loss`,
+the same numbers (tests/gym/test_gym_fused_update.py) as tensor ops only: no input checks and no host
+sync per minibatch, optionally ``torch.compile``-d (``ppo.compile``). Actor and critic parameters live
+in one flat tensor (:func:`flatten_parameters`), so clipping and Adam are one op each; with one
+minibatch per epoch nothing is shuffled. Algorithm-specific pieces:
 
 - ``mdpo`` (arXiv 2005.09814): the exact per-state ``KL(pi_theta || pi_theta_k)`` and the ``t_k``
   schedule over iterations are passed to the ``mdpo`` objective;
@@ -29,8 +33,9 @@ from torch import nn
 
 from ratiolab import objectives
 from ratiolab.advantages.episodic import gae_episodic
+from ratiolab.correction import log_ratio
 from ratiolab.gym.config import GymTrainConfig
-from ratiolab.gym.policies import Actor, mlp
+from ratiolab.gym.policies import Actor, flatten_parameters, mlp
 from ratiolab.gym.rollout import VecRunner
 from ratiolab.objectives.bpo import median_loss
 from ratiolab.types import PolicyLossInputs
@@ -40,6 +45,54 @@ def props_loss(logp_phi: torch.Tensor, logp_theta: torch.Tensor, clip: float) ->
     """PROPS behaviour loss ``mean max(r, clip(r, 1 - eps, 1 + eps))``, ``r = pi_phi / pi_theta``."""
     r = torch.exp(logp_phi - logp_theta.detach())
     return torch.maximum(r, r.clamp(1.0 - clip, 1.0 + clip)).mean()
+
+
+def value_loss(v: torch.Tensor, v_old: torch.Tensor, ret: torch.Tensor, clip: float, clipped: bool) -> torch.Tensor:
+    """``0.5 mean (V - R)^2``; ``clipped``: ``0.5 mean max((V - R)^2, (V_old + clip(V - V_old, +-clip) - R)^2)``."""
+    if not clipped:
+        return 0.5 * (v - ret).square().mean()
+    v_clip = v_old + (v - v_old).clamp(-clip, clip)
+    return 0.5 * torch.maximum((v - ret).square(), (v_clip - ret).square()).mean()
+
+
+def ppo_loss(
+    actor: Actor,
+    critic: nn.Module,
+    batch: tuple[torch.Tensor, ...],
+    clip: float,
+    *,
+    ent_coef: float,
+    vf_coef: float,
+    clip_vloss: bool,
+    norm_adv: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO-clip (arXiv 1707.06347) plus value loss of one minibatch ``(obs, act, logp_old, adv, V_old, R)``.
+
+    The policy term equals ``objectives.compute("ppo", ..., clip_low=clip_high=clip, entropy_coef=
+    ent_coef)`` on ``[B, 1]`` tensors (token-mean, clamped log-ratio); the total is that plus
+    ``vf_coef * value_loss``. Also returns the detached diagnostics ``[policy loss, value loss, clip
+    fraction, approx KL (k3 of KL(old || new)), entropy]`` as one tensor, so nothing syncs with the host.
+    """
+    obs, act, logp_old, adv, v_old, ret = batch
+    params = actor(obs)
+    ent = actor.entropy(params if ent_coef else params.detach())  # no graph for a diagnostic only
+    log_r = log_ratio(actor.log_prob(params, act), logp_old)
+    if norm_adv:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    r, neg_adv = log_r.exp(), -adv
+    unclipped, clipped = neg_adv * r, neg_adv * r.clamp(1.0 - clip, 1.0 + clip)
+    per_sample = torch.maximum(unclipped, clipped)
+    if ent_coef:
+        per_sample = per_sample - ent_coef * ent
+    pg = per_sample.mean()
+    vl = value_loss(critic(obs)[:, 0], v_old, ret, clip, clip_vloss)
+    with torch.no_grad():
+        diag = torch.stack([pg, vl, (clipped > unclipped).float().mean(), (r - 1 - log_r).mean(), ent.mean()])
+    return pg + vf_coef * vl, diag
+
+
+#: The metric names of :func:`ppo_loss`'s diagnostics, in order.
+PPO_DIAGNOSTICS = ("loss/policy", "loss/value", "clip_frac", "approx_kl", "entropy")
 
 
 def _post_decision(info: dict[str, Any], done: np.ndarray) -> np.ndarray:
@@ -74,9 +127,10 @@ class OnPolicy:
             self.n_act = int(act_space.n)
         self.actor = Actor(self.obs_dim, self.n_act, continuous, p.hidden, p.activation)
         self.critic = mlp(self.obs_dim, p.hidden, 2 if algo == "bpo" else 1, p.activation)
-        self.opt = torch.optim.Adam(
-            [*self.actor.parameters(), *self.critic.parameters()], lr=p.learning_rate, eps=1e-5, fused=True
-        )
+        self.flat_params = flatten_parameters([self.actor, self.critic])
+        self.opt = torch.optim.Adam([self.flat_params], lr=p.learning_rate, eps=1e-5, fused=True)
+        self.fused = cfg.objective == "ppo" and not p.objective_params
+        self.loss_fn = torch.compile(ppo_loss) if p.compile else ppo_loss
         self.extra: dict[str, nn.Module] = {}
         self.extra_opt: dict[str, torch.optim.Optimizer] = {}
         if algo == "pdppo":
@@ -228,91 +282,121 @@ class OnPolicy:
         b_obs, b_act, b_ret, b_val = flat["obs"], flat["act"], flat["returns"], flat["values"]
         b_adv = flat["adv"]
         with torch.no_grad():
-            old_params = self.actor(b_obs)  # pi_theta_k at the iteration start (MDPO's KL anchor)
+            # pi_theta_k at the iteration start (MDPO's KL anchor)
+            old_params = self.actor(b_obs) if algo in ("mdpo", "props") else None
             if algo == "props":  # the trust region is around theta, not the behaviour policy
+                assert old_params is not None
                 flat["logp"] = self.actor.log_prob(old_params, b_act)
             if algo == "pdppo":
                 post_v = self.extra["post_critic"](flat["post_obs"])[:, 0]
                 b_adv = torch.maximum(b_ret - post_v, b_adv)
         b_logp = flat["logp"]
-        base_params: dict[str, Any] = {"entropy_coef": p.ent_coef}
-        if self.cfg.objective == "ppo":
-            base_params.update(clip_low=clip, clip_high=clip)
-        if algo == "mdpo":
-            base_params.update(iteration=self.update_idx, total_iterations=self.num_updates)
-        base_params.update(p.objective_params)
-        sums: dict[str, float] = {}
-        loss_sums: dict[str, torch.Tensor | float] = {}
-        n = 0
+        if not self.actor.continuous:
+            b_act = b_act.long()  # once, not per minibatch in log_prob
         mb = p.minibatch_size
-        ones = torch.ones(mb, 1)
+        # One minibatch per epoch: no shuffling or gathering, and the advantage is normalised once.
+        whole = mb == B
+        norm_adv = p.norm_adv and mb > 1
+        if whole and norm_adv:
+            b_adv, norm_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8), False
+        grad = self.flat_params.grad
+        assert grad is not None
+        sums: dict[str, torch.Tensor | float] = {}
+        diag_sum: torch.Tensor | None = None
+        n = 0
         for _ in range(p.update_epochs):
-            perm = torch.randperm(B)
-            kl_epoch = 0.0
+            perm = None if whole else torch.randperm(B)
+            kl_epoch: torch.Tensor | float = 0.0
             for start in range(0, B - mb + 1, mb):
-                idx = perm[start : start + mb]
-                params = self.actor(b_obs[idx])
-                logp = self.actor.log_prob(params, b_act[idx])
-                ent = self.actor.entropy(params)
-                out_v = self.critic(b_obs[idx])
-                adv = b_adv[idx]
-                if p.norm_adv and mb > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                kw = dict(base_params)
-                if algo == "mdpo":
-                    kw["kl"] = self.actor.kl(params, old_params[idx])[:, None]
-                if algo == "bpo":
-                    kw["target_adv"] = (b_ret[idx] - out_v[:, 1].detach())[:, None]
-                inputs = PolicyLossInputs(
-                    logp=logp[:, None],
-                    prox_logp=b_logp[idx][:, None],
-                    adv=adv[:, None],
-                    mask=ones,
-                    entropy=ent[:, None],
-                )
-                out = objectives.compute(self.cfg.objective, inputs, **kw)
-                v_loss = self._value_loss(out_v[:, 0], b_val[idx], b_ret[idx], clip)
-                loss = out.loss + p.vf_coef * v_loss
-                losses = {"loss/policy": out.loss.detach(), "loss/value": v_loss.detach()}
-                if algo == "bpo":
-                    u_loss = median_loss(b_ret[idx], out_v[:, 1])
-                    loss = loss + p.bpo_u_coef * u_loss
-                    losses["loss/median"] = u_loss.detach()
-                self.opt.zero_grad()
+                idx = slice(None) if perm is None else perm[start : start + mb]
+                if self.fused:
+                    batch = (b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx], b_val[idx], b_ret[idx])
+                    loss, diag = self.loss_fn(
+                        self.actor,
+                        self.critic,
+                        batch,
+                        clip,
+                        ent_coef=p.ent_coef,
+                        vf_coef=p.vf_coef,
+                        clip_vloss=p.clip_vloss,
+                        norm_adv=norm_adv,
+                    )
+                    diag_sum = diag if diag_sum is None else diag_sum + diag  # summed on device: no host sync
+                    kl_epoch = diag[3]
+                else:
+                    loss, stats = self._objective_loss(flat, idx, b_adv, old_params, clip, norm_adv)
+                    for k, v in stats.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    kl_epoch = stats["approx_kl"]
+                grad.zero_()
                 loss.backward()
-                nn.utils.clip_grad_norm_(
-                    [*self.actor.parameters(), *self.critic.parameters()], p.max_grad_norm, foreach=True
-                )
+                with torch.no_grad():  # clip_grad_norm_'s rule on the one flat gradient
+                    grad.mul_((p.max_grad_norm / (grad.norm() + 1e-6)).clamp_(max=1.0))
                 self.opt.step()
                 if algo == "pdppo":
                     self._fit_post_critic(flat["post_obs"][idx], b_ret[idx])
-                for k, t in losses.items():  # summed as tensors: no host sync per mini-batch
-                    loss_sums[k] = loss_sums.get(k, 0.0) + t
-                for k, v in (
-                    ("clip_frac", _clip_frac(out.metrics)),
-                    ("approx_kl", out.metrics["approx_kl"]),
-                    ("entropy", out.metrics["entropy"]),
-                ):
-                    sums[k] = sums.get(k, 0.0) + v
-                kl_epoch = out.metrics["approx_kl"]
                 n += 1
-            if p.target_kl is not None and kl_epoch > p.target_kl:
+            if p.target_kl is not None and float(kl_epoch) > p.target_kl:
                 break
-        sums.update((k, float(v)) for k, v in loss_sums.items())
-        metrics = {k: v / max(n, 1) for k, v in sums.items()}
+        if diag_sum is not None:
+            sums.update(zip(PPO_DIAGNOSTICS, diag_sum.tolist(), strict=True))
+        metrics = {k: float(v) / max(n, 1) for k, v in sums.items()}
         var_y = float(b_ret.var())
         metrics["explained_variance"] = (
             float("nan") if var_y == 0 else 1.0 - float((b_ret - b_val).var()) / var_y
         )
         return metrics
 
-    def _value_loss(
-        self, v: torch.Tensor, v_old: torch.Tensor, ret: torch.Tensor, clip: float
-    ) -> torch.Tensor:
-        if not self.p.clip_vloss:
-            return 0.5 * (v - ret).square().mean()
-        clipped = v_old + (v - v_old).clamp(-clip, clip)
-        return 0.5 * torch.maximum((v - ret).square(), (clipped - ret).square()).mean()
+    def _objective_loss(
+        self,
+        flat: dict[str, torch.Tensor],
+        idx: slice | torch.Tensor,
+        b_adv: torch.Tensor,
+        old_params: torch.Tensor | None,
+        clip: float,
+        norm_adv: bool,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
+        """Minibatch loss through ``objectives.compute`` (any objective) and its summable metrics."""
+        p, algo = self.p, self.cfg.algo
+        b_ret = flat["returns"][idx]
+        params = self.actor(flat["obs"][idx])
+        out_v = self.critic(flat["obs"][idx])
+        adv = b_adv[idx]
+        if norm_adv:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        kw: dict[str, Any] = {"entropy_coef": p.ent_coef}
+        if self.cfg.objective == "ppo":
+            kw.update(clip_low=clip, clip_high=clip)
+        if algo == "mdpo":
+            assert old_params is not None
+            kw.update(iteration=self.update_idx, total_iterations=self.num_updates)
+            kw["kl"] = self.actor.kl(params, old_params[idx])[:, None]
+        if algo == "bpo":
+            kw["target_adv"] = (b_ret - out_v[:, 1].detach())[:, None]
+        kw.update(p.objective_params)
+        ent = self.actor.entropy(params)
+        inputs = PolicyLossInputs(
+            logp=self.actor.log_prob(params, flat["act"][idx])[:, None],
+            prox_logp=flat["logp"][idx][:, None],
+            adv=adv[:, None],
+            mask=torch.ones_like(adv[:, None]),
+            entropy=ent[:, None],
+        )
+        out = objectives.compute(self.cfg.objective, inputs, **kw)
+        v_loss = value_loss(out_v[:, 0], flat["values"][idx], b_ret, clip, p.clip_vloss)
+        loss = out.loss + p.vf_coef * v_loss
+        stats: dict[str, torch.Tensor | float] = {
+            "loss/policy": out.loss.detach(),
+            "loss/value": v_loss.detach(),
+            "clip_frac": _clip_frac(out.metrics),
+            "approx_kl": out.metrics["approx_kl"],
+            "entropy": out.metrics["entropy"],
+        }
+        if algo == "bpo":
+            u_loss = median_loss(b_ret, out_v[:, 1])
+            loss = loss + p.bpo_u_coef * u_loss
+            stats["loss/median"] = u_loss.detach()
+        return loss, stats
 
     def _fit_post_critic(self, post_obs: torch.Tensor, ret: torch.Tensor) -> None:
         loss = 0.5 * (self.extra["post_critic"](post_obs)[:, 0] - ret).square().mean()

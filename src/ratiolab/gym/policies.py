@@ -8,6 +8,7 @@ follows CleanRL: orthogonal weights with gain sqrt(2), 0.01 on the actor head, 1
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -40,6 +41,25 @@ def mlp(
         n_in = h
     layers.append(_linear(n_in, n_out, head_gain))
     return nn.Sequential(*layers)
+
+
+def flatten_parameters(modules: Sequence[nn.Module]) -> nn.Parameter:
+    """One flat leaf holding every parameter of ``modules``, with a flat ``.grad`` buffer.
+
+    Each module parameter (and its ``.grad``) becomes a view into the flat tensor (buffer), so
+    backward accumulates straight into the buffer and gradient clipping and Adam each run as one
+    op on one tensor; module code, ``state_dict`` and ``load_state_dict`` are unchanged.
+    """
+    params = [q for m in modules for q in m.parameters()]
+    flat = nn.Parameter(torch.cat([q.detach().flatten() for q in params]))
+    flat.grad = torch.zeros_like(flat)
+    offset = 0
+    for q in params:
+        n = q.numel()
+        q.data = flat.data[offset : offset + n].view_as(q)
+        q.grad = flat.grad[offset : offset + n].view_as(q)
+        offset += n
+    return flat
 
 
 class Actor(nn.Module):
@@ -84,9 +104,14 @@ class Actor(nn.Module):
         return (s0 - s1 + (torch.exp(2 * s1) + (m1 - m0).square()) / (2 * torch.exp(2 * s0)) - 0.5).sum(-1)
 
     def sample(self, params: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """An action per row and its log-prob (the mode when ``deterministic``)."""
+        """An action per row and its log-prob (the mode when ``deterministic``).
+
+        Categorical draws use the Gumbel-max trick, ``argmax(logits - log E)`` with ``E ~ Exp(1)``
+        (the distribution of ``torch.multinomial`` at a third of its CPU time on small batches).
+        """
         if not self.continuous:
-            action = params.argmax(-1) if deterministic else torch.multinomial(params.softmax(-1), 1)[:, 0]
+            noise = 0.0 if deterministic else torch.empty_like(params).exponential_().log()
+            action = (params - noise).argmax(-1)
         else:
             mean, log_std = params.chunk(2, dim=-1)
             action = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)

@@ -6,6 +6,9 @@
 - ``cartpole-pqn``: PQN tuned here for sample efficiency on CartPole-v1 (16 envs x 16 steps, 4 x 4
   minibatches, lr 2.5e-3, Q(0.8), epsilon 1 -> 0.02 over 25% of 80k steps, 64-64 LayerNorm);
   reached a 20-episode deterministic return >= 475 in 9-14k steps over seeds 1-5.
+- ``halfcheetah-ppo-cleanrl``: CleanRL's ``ppo_continuous_action.py`` on HalfCheetah-v5 (1 env x 2048
+  steps, 32 minibatches, 10 epochs, lr 3e-4 annealed, observation and reward normalisation, no entropy
+  bonus, 1M steps); needs the ``mujoco`` extra. ``benchmarks/bench_mujoco.py`` runs it for PPO, MDPO, BPO.
 """
 
 from __future__ import annotations
@@ -31,6 +34,21 @@ PRESETS: dict[str, GymTrainConfig] = {
             anneal_clip=True,
             ent_coef=0.0,
             clip_vloss=False,
+        ),
+    ),
+    "halfcheetah-ppo-cleanrl": GymTrainConfig(
+        env_id="HalfCheetah-v5",
+        algo="ppo",
+        total_steps=1_000_000,
+        ppo=PPOConfig(
+            num_envs=1,
+            num_steps=2048,
+            num_minibatches=32,
+            update_epochs=10,
+            learning_rate=3e-4,
+            ent_coef=0.0,
+            norm_obs=True,
+            norm_reward=True,
         ),
     ),
     "cartpole-pqn": GymTrainConfig(

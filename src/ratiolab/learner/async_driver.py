@@ -355,6 +355,9 @@ def run_async(
     Returns the actor and buffer statistics.
     """
     backend = cfg.async_rl.resolved_backend()
+    local_worker = backend == "process" or (backend == "ray" and cfg.async_rl.ray_address is None)
+    if local_worker and not cfg.threads:  # the rollout worker takes one core, the learner the rest
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     if backend == "ray":
         from ratiolab.learner.ray_backend import run_async_ray
 
@@ -362,8 +365,6 @@ def run_async(
     if backend == "process":
         from ratiolab.learner.process_backend import run_async_process
 
-        if not cfg.threads:  # the rollout process takes one core, the learner the rest
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         return run_async_process(cfg, learner, first_step, on_step, fault)
     if not cfg.threads:  # actor and learner each get their share of the cores (no oversubscription)
         torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))

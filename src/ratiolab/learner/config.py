@@ -43,8 +43,9 @@ class SamplingConfig:
     ``engine_dtype`` bfloat16 gives the engine bf16-rounded weights, a real training-inference
     mismatch (``w_disc != 1`` at staleness 0); ``engine_compute`` float32 computes with them in
     fp32 (this CPU has no bf16 units: native bf16 is 3-4x slower, ``benchmarks/bench_sampler.py``).
-    ``backend``: ``auto`` (the fused decode loop for Llama models), ``fused``, ``loop`` (any
-    HF causal LM) or ``generate`` (HF ``generate``; no mid-generation weight swaps).
+    ``backend``: ``auto`` (the fused decode loop for Llama models), ``fused``, ``compiled`` (``fused``
+    with a ``torch.compile``d decode step: faster steps after tens of seconds of compilation, paid
+    twice), ``loop`` (any HF causal LM) or ``generate`` (HF ``generate``; no mid-generation weight swaps).
     """
 
     temperature: float = 1.0
@@ -53,7 +54,7 @@ class SamplingConfig:
     max_new_tokens: int = 8
     engine_dtype: Literal["float32", "bfloat16"] = "float32"
     engine_compute: Literal["native", "float32"] = "float32"
-    backend: Literal["auto", "fused", "loop", "generate"] = "auto"
+    backend: Literal["auto", "fused", "compiled", "loop", "generate"] = "auto"
 
 
 @dataclass(frozen=True)
