@@ -51,7 +51,7 @@ def main() -> None:
 
     model, tokenizer = build_policy(args.preset, seed=0)
     params = n_params(model)
-    prompts = [p.prompt for p in tasks.get("arithmetic", level=4).sample(args.batch, seed=0)]
+    prompts = [p.prompt for p in tasks.get("arithmetic", level=5).sample(args.batch, seed=0)]
     sampling = SamplingParams(temperature=1.0, max_new_tokens=args.new_tokens)
     rows: list[dict[str, Any]] = []
     for dtype_name, (dtype, compute) in PRECISIONS.items():

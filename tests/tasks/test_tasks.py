@@ -42,7 +42,7 @@ def test_split_argument_checked() -> None:
 
 
 def test_arithmetic_answers_follow_precedence_and_reward_is_exact() -> None:
-    task = tasks.get("arithmetic", level=5)
+    task = tasks.get("arithmetic", level=6)
     for p in task.sample(200, seed=3):
         expr = p.prompt[:-1]
         assert int(p.answer) == parse(expr).value

@@ -1,18 +1,22 @@
 """``ratiolab demo``: pre-train a tiny policy on arithmetic (cached), RL-train it, show before/after.
 
 The embedded defaults (:data:`DEMO_SETTINGS`) are what ``make demo`` runs on a fresh machine in
-about 4.5 minutes on 2 CPU cores, pre-training included: arithmetic level 2 with ``+`` and ``-``
-(2-digit ± 1-digit), 400 GRPO steps of 64 prompts x 8 samples at lr 1e-4. Held-out accuracy is
-reported two ways on 200 test problems: pass@1 (the mean reward of 8 samples per problem at the
-training temperature, the policy as trained; the last line) and greedy decoding.
+under 5 minutes on 2 CPU cores, pre-training included: arithmetic level 3 with ``+`` and ``-``
+(3-digit ± 1-digit, 20k problems), 250 GRPO steps of 64 prompts x 8 samples in 4 minibatches at
+lr 1e-4. Held-out accuracy is reported two ways on 200 test problems: pass@1 (the mean reward of
+8 samples per problem at the training temperature, the policy as trained; the last line) and
+greedy decoding. Measured (``/usr/bin/time -v ratiolab demo --fresh``): 4 min 18 s, peak RSS
+668 MiB, pass@1 28.2 % -> 49.9 %, greedy 32.5 % -> 54.0 %. With seed 1 (``ratiolab train`` on these
+settings with ``--seed 1``: same base, other samples and test problems) pass@1 rose +19.0 points
+by step 200 and +29.5 by step 400.
 
-Why ``+-`` only: test problems are held out by a hash of the prompt, so the held-out 1-digit
-products (about 20 of the 100 facts) never appear in training and cannot be inferred from the
-others; with ``*`` included, RL memorises the ~1.7k training problems (training reward ~0.85)
-while held-out pass@1 lags ~20 points behind (measured: pass@1 45.8 % -> 61.4 %). Addition and
-subtraction are algorithmic, so what RL teaches on the training split carries over.
+Why this task: test problems are held out by a hash of the prompt, so RL only helps the held-out
+score when the training split is too large to memorise and the rule behind it can be learned.
+On level 2 with ``*`` (~1.7k training problems, and held-out 1-digit products that no training
+problem teaches) RL drove training reward to ~0.85 while held-out pass@1 rose only 45.8 % -> 61.4 %;
+on level 2 with ``+-`` it rose +17 to +23 points in 400 steps, depending on the seed. On level 3 ``+-`` the base
+scores the same on both splits (greedy 35 % test, 37 % train), and RL lifts both.
 Higher learning rates collapse the 0.4 M-parameter model (a fresh AdamW's first, sign-like steps).
-Two torch threads: a step takes 0.53 s against 0.76 s with ``--set threads=1``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from ratiolab.learner.config import TrainConfig
 #: The demo run (``--set``-style assignments over :class:`TrainConfig`).
 DEMO_SETTINGS = (
     "task.name=arithmetic",
-    "task.params={level: 2, ops: '+-'}",
+    "task.params={level: 3, ops: '+-'}",
     "policy.preset=tiny",
     "policy.pretrain_steps=600",
     "algo.objective=grpo",
@@ -38,8 +42,9 @@ DEMO_SETTINGS = (
     "algo.lr=1e-4",
     "algo.warmup_steps=10",
     "algo.prompts_per_step=64",
-    "steps=400",
-    "eval_every=100",
+    "algo.minibatches=4",
+    "steps=250",
+    "eval_every=50",
     "eval_samples=8",
     "threads=2",
 )

@@ -22,12 +22,14 @@ class ArithmeticLevel:
     terms: int
 
 
+#: Ordered by difficulty; ``+``/``-`` problems per operator: 100, 1k, 10k, 10k, 1M, 1M.
 LEVELS: dict[int, ArithmeticLevel] = {
     1: ArithmeticLevel(digits=(1, 1), mul_digits=(1, 1), terms=2),
     2: ArithmeticLevel(digits=(2, 1), mul_digits=(1, 1), terms=2),
-    3: ArithmeticLevel(digits=(2, 2), mul_digits=(1, 1), terms=2),
-    4: ArithmeticLevel(digits=(3, 3), mul_digits=(2, 1), terms=2),
-    5: ArithmeticLevel(digits=(2, 2), mul_digits=(1, 1), terms=3),
+    3: ArithmeticLevel(digits=(3, 1), mul_digits=(1, 1), terms=2),
+    4: ArithmeticLevel(digits=(2, 2), mul_digits=(1, 1), terms=2),
+    5: ArithmeticLevel(digits=(3, 3), mul_digits=(2, 1), terms=2),
+    6: ArithmeticLevel(digits=(2, 2), mul_digits=(1, 1), terms=3),
 }
 
 
