@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ratiolab.gym import preset, train
+from ratiolab.runs import atomic_write_text
 
 CLEANRL_HALFCHEETAH = 1442.64  # ppo_continuous_action.py, HalfCheetah-v4, 1M steps (classic.md §7.2)
 
@@ -59,14 +60,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mujoco.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    rows = [run(algo, args.steps, args.seed, args.runs) for algo in args.algos.split(",")]
+    rows: list[dict[str, Any]] = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for algo in args.algos.split(","):  # the JSON is rewritten (atomically) after every run: tens of minutes each
+        rows.append(run(algo, args.steps, args.seed, args.runs))
+        atomic_write_text(args.out, json.dumps({"machine": platform.machine(), "torch": torch.__version__,
+                                                "seed": args.seed, "rows": rows}, indent=1))
     print(f"{'algo':6} {'steps':>9} {'train return':>13} {'eval return':>12} {'CleanRL':>8} {'seconds':>8}")
     for r in rows:
         print(f"{r['algo']:6} {r['steps']:>9} {_fmt(r['train_return_last10']):>13} {_fmt(r['eval_return']):>12} "
               f"{CLEANRL_HALFCHEETAH:>8.1f} {r['train_seconds']:>8.0f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.machine(), "torch": torch.__version__, "seed": args.seed,
-                                    "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

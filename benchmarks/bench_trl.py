@@ -104,7 +104,7 @@ class EvalClock(TrainerCallback):
         self.curve.step_seconds.append(time.perf_counter() - self.last)
         step = state.global_step // self.cfg.algo.minibatches
         if step % self.cfg.eval_every == 0 or step == self.cfg.steps:
-            acc = evaluate(kwargs["model"], self.tok, self.cfg)
+            acc = evaluate(kwargs["model"], self.tok, self.cfg)["eval/accuracy"]
             self.curve.evals.append((step, sum(self.curve.step_seconds), acc))
         self.last = time.perf_counter()
 
