@@ -10,7 +10,9 @@ deterministic 20-episode evaluation at the end.
     .venv/bin/python benchmarks/bench_mujoco.py [--steps 1000000 --seed 1 --algos ppo,mdpo,bpo --runs DIR]
 
 Needs the ``mujoco`` extra (``pip install 'ratiolab[mujoco]'``). Each run writes a run directory
-(metrics, report) under ``--runs``; the table goes to stdout and ``benchmarks/results/mujoco.json``.
+(metrics, checkpoints, report) under ``--runs``; run again, the script resumes unfinished runs and
+re-evaluates finished ones, so ``--algos`` can be split over parallel processes (separate ``--out``) and
+merged by a last run over all. The table goes to stdout and ``benchmarks/results/mujoco.json``.
 Not part of CI: it takes tens of minutes per algorithm on 2 cores.
 """
 
@@ -26,22 +28,27 @@ from typing import Any
 
 import torch
 
-from ratiolab.gym import preset, train
-from ratiolab.runs import atomic_write_text
+from ratiolab.gym import evaluate, preset, train
+from ratiolab.runs import RunDir, atomic_write_text
 
 CLEANRL_HALFCHEETAH = 1442.64  # ppo_continuous_action.py, HalfCheetah-v4, 1M steps (classic.md §7.2)
 
 
 def run(algo: str, steps: int, seed: int, runs: Path) -> dict[str, Any]:
-    """One 1M-step run of ``algo``; the training return is the mean over the last 10 logged rollouts."""
+    """One run of ``algo`` in ``runs/ALGO-seedSEED``; a run already there is resumed from its last checkpoint
+    (a finished one only re-evaluated). The training return is the mean over the last 10 logged rollouts."""
     cfg = dataclasses.replace(preset("halfcheetah-ppo-cleanrl"), algo=algo, total_steps=steps, seed=seed)
-    result = train(cfg, runs / f"{algo}-seed{seed}")
-    train_returns = [r["episodic_return"] for r in result.rows if "episodic_return" in r][-10:]
+    run_dir = runs / f"{algo}-seed{seed}"
+    resume = (run_dir / "config.yaml").is_file()
+    result = train(cfg, run_dir, resume=resume)
+    rows = RunDir.open(run_dir).metrics()
+    train_returns = [r["episodic_return"] for r in rows if "episodic_return" in r][-10:]
+    final_eval = result.final_eval or evaluate(run_dir, episodes=cfg.eval_episodes)
     return {
         "algo": algo,
         "steps": result.steps,
         "train_return_last10": statistics.fmean(train_returns) if train_returns else None,
-        "eval_return": result.final_eval.mean if result.final_eval else None,
+        "eval_return": final_eval.mean,
         "train_seconds": result.train_seconds,
         "cleanrl_published": CLEANRL_HALFCHEETAH,
     }
