@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_trl.py [--steps 60 --eval-every 5 --target 0.6 --set algo.lr=1e-3]
 
 Both start from the same pre-trained ratiolab policy folder (``policy_source`` of the demo
-configuration: arithmetic level 2, tiny preset; ``--set`` overrides it for both), loaded with
+configuration: arithmetic level 3 ``+-``, tiny preset; ``--set`` overrides it for both), loaded with
 ``from_pretrained``, with its character tokenizer; both use the task's exact verifier as the
 reward. One RL step of either samples ``prompts_per_step x samples_per_prompt`` completions of
 at most ``max_new_tokens`` tokens (temperature 1), scores the old log-probs and makes
@@ -166,7 +166,8 @@ def main() -> None:
         trl = run_trl(cfg, source, rl.evals[0][2], f"{tmp}/trl")
     target = args.target if args.target is not None else min(rl.best(), trl.best())
     a = cfg.algo
-    print(f"arithmetic level 2, {source.name}; {a.prompts_per_step} prompts x {a.samples_per_prompt} samples, "
+    print(f"{cfg.task.name} {cfg.task.params}, {source.name}; "
+          f"{a.prompts_per_step} prompts x {a.samples_per_prompt} samples, "
           f"<= {cfg.sampling.max_new_tokens} tokens, {a.minibatches} minibatches, lr {a.lr} "
           f"(warm-up {a.warmup_steps}), "
           f"{torch.get_num_threads()} threads, load {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}")
