@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+#: An ``old_logit_defaults`` value: the parameter has no default for this method, the run must set it.
+REQUIRED = inspect.Parameter.empty
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -29,10 +32,16 @@ class Entry:
     keyword arguments of ``fn`` that are batch data a caller must supply (e.g. ``("rewards", "group_ids")``,
     ``("scores",)``, ``("greedy_rewards",)``) rather than parameters with documented defaults; a caller hands
     a method exactly the inputs it declares. ``binds_old_logits`` names the old-logit strategy that must
-    produce the method's ``prox_logp`` (``None``: any). ``parts`` names the learner parts the method runs
-    with, in the learner's own terms: ``critic`` (a value critic that gives the advantages and adds its value
-    loss), ``replay`` (a replay window with its schedule state), ``clip_bias_norm`` (a first gradient pass
-    that measures the clipping-bias norm).
+    produce the method's ``prox_logp`` (``None``: any); ``old_logit_defaults`` gives that strategy's
+    parameters the defaults this method needs (:data:`REQUIRED`: none, the run must set it).
+    ``parts`` names the learner parts (learner hooks, :mod:`ratiolab.learner.hooks`) the method runs with,
+    e.g. ``critic`` (a value critic that gives the advantages and adds its value loss), ``replay`` (a replay
+    window with its schedule), ``clip_bias_norm`` (a first gradient pass that measures the clipping-bias
+    norm). ``state`` makes the method's explicit state (:class:`ratiolab.objectives.state.ObjectiveState`)
+    from its parameters (``None``: stateless). ``batch_params(inputs, log_r, params) -> dict`` computes
+    parameters shared by all micro-batches of one optimiser step from the whole batch (M2PO's cutoff).
+    ``reward_components``: an advantage estimator whose ``rewards`` may be a task's ``[B, K]`` reward
+    components.
     """
 
     name: str
@@ -46,6 +55,10 @@ class Entry:
     inputs: tuple[str, ...] = ()
     binds_old_logits: str | None = None
     parts: tuple[str, ...] = ()
+    state: Callable[..., Any] | None = None
+    batch_params: Callable[..., dict[str, Any]] | None = None
+    reward_components: bool = False
+    old_logit_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @cached_property
     def _params(self) -> dict[str, Any]:
@@ -79,13 +92,13 @@ class Registry:
     def register(
         self, name: str, *, arxiv: str, summary: str, fixed: Mapping[str, Any] | None = None,
         requires: tuple[str, ...] = (), experimental: bool = False, inputs: tuple[str, ...] = (),
-        binds_old_logits: str | None = None, parts: tuple[str, ...] = (),
+        binds_old_logits: str | None = None, parts: tuple[str, ...] = (), **declared: Any,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator registering ``fn`` under ``name``."""
+        """Decorator registering ``fn`` under ``name`` (``declared``: further :class:`Entry` fields, as in ``add``)."""
 
         def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
             self.add(name, fn, arxiv=arxiv, summary=summary, fixed=fixed, requires=requires, experimental=experimental,
-                     inputs=inputs, binds_old_logits=binds_old_logits, parts=parts)
+                     inputs=inputs, binds_old_logits=binds_old_logits, parts=parts, **declared)
             return fn
 
         return deco
@@ -103,15 +116,21 @@ class Registry:
         inputs: tuple[str, ...] = (),
         binds_old_logits: str | None = None,
         parts: tuple[str, ...] = (),
+        state: Callable[..., Any] | None = None,
+        batch_params: Callable[..., dict[str, Any]] | None = None,
+        reward_components: bool = False,
+        old_logit_defaults: Mapping[str, Any] | None = None,
     ) -> None:
         """Register ``fn`` (or a preset of it, with ``fixed`` parameters) under ``name``; ``requires``: the
         input fields (attributes of the first argument) that must not be ``None``; ``inputs``: the keyword
-        arguments that are batch data (each must be a keyword-only argument of ``fn``)."""
+        arguments that are batch data (each must be a keyword-only argument of ``fn``); the other keywords
+        are the :class:`Entry` declarations of the same name."""
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         checked = _requiring(self.kind, name, fn, tuple(requires)) if requires else fn
         entry = Entry(name, checked, arxiv, summary, dict(fixed or {}), self.common, tuple(requires), experimental,
-                      tuple(inputs), binds_old_logits, tuple(parts))
+                      tuple(inputs), binds_old_logits, tuple(parts), state, batch_params, reward_components,
+                      dict(old_logit_defaults or {}))
         unknown = set(entry.fixed) - set(_kwonly(fn)) - set(self.common)
         if unknown:
             raise ValueError(f"preset {name!r} fixes unknown parameters {sorted(unknown)}")

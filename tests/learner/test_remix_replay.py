@@ -17,6 +17,7 @@ from ratiolab.config import override
 from ratiolab.engines import HFEngine, SamplingParams
 from ratiolab.learner import TrainConfig, train
 from ratiolab.learner.lm import LMLearner
+from ratiolab.learner.replay import ReplayHook
 from ratiolab.policies import build_policy
 from ratiolab.rollout import Experience, collect
 from ratiolab.runs import RunDir
@@ -46,7 +47,7 @@ def test_replay_probability_and_uniform_window(setup: tuple) -> None:
     assert learner.replay(torch.Generator().manual_seed(0)) is None  # empty window: always fresh
     for exp in batches:
         learner.remember(learner.score(exp))
-    assert [e for e, _ in learner.window.batches] == batches[1:]  # N = 2, oldest dropped
+    assert [e for e, _ in learner.hook(ReplayHook).window.batches] == batches[1:]  # N = 2, oldest dropped
     template = learner.score(batches[0])
     learner.score = lambda exp, adv=None: replace(template, exp=exp, adv=adv)  # type: ignore[method-assign]
     drawn = [learner.replay(torch.Generator().manual_seed(i)) for i in range(1000)]
@@ -56,7 +57,7 @@ def test_replay_probability_and_uniform_window(setup: tuple) -> None:
     assert {id(b) for b in batches[1:]} == set(uids) and abs(uids.count(id(batches[1])) / len(uids) - 0.5) < 0.1
     assert all(d.replayed for d in replayed)
     learner.remember(replayed[0])
-    assert [e for e, _ in learner.window.batches] == batches[1:]  # a replayed batch does not re-enter
+    assert [e for e, _ in learner.hook(ReplayHook).window.batches] == batches[1:]  # a replayed batch: not again
 
 
 def test_replayed_batch_keeps_generation_advantages_and_rescored_prox(setup: tuple) -> None:
@@ -84,7 +85,7 @@ def test_utd_passes_and_reincarnation_swaps_the_reference_at_t(setup: tuple) -> 
         metrics = learner.update(learner.remember(learner.score(exp)), torch.Generator().manual_seed(k))
         history.append((metrics, learner.scheduler.last_epoch - steps_before))
         # the pi_{k-1} snapshot now holds this iteration's start weights
-        assert all(torch.equal(start[n], v) for n, v in learner.prev_model.state_dict().items())
+        assert all(torch.equal(start[n], v) for n, v in learner.hook(ReplayHook).prev_model.state_dict().items())
         ref = learner.ref_model.state_dict()
         if k == 0:
             assert all(torch.equal(base[n], v) for n, v in ref.items())
@@ -99,7 +100,8 @@ def test_utd_passes_and_reincarnation_swaps_the_reference_at_t(setup: tuple) -> 
     assert [m["remix/passes"] for m, _ in history] == [4.0, 4.0, 2.0]
     assert [m["remix/reincarnated"] for m, _ in history] == [0.0, 1.0, 1.0]
     assert all(0 < m["remix/kl_convex_lambda"] <= 1 for m, _ in history)
-    assert learner.window.batches == [] and learner.replay(torch.Generator().manual_seed(0)) is None
+    assert learner.hook(ReplayHook).window.batches == []
+    assert learner.replay(torch.Generator().manual_seed(0)) is None
 
 
 SMALL = [

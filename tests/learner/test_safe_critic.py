@@ -12,7 +12,7 @@ from ratiolab import tasks
 from ratiolab.config import override
 from ratiolab.engines import HFEngine, SamplingParams
 from ratiolab.learner import TrainConfig
-from ratiolab.learner.critic import DoubleCritic, RewardNormalizer, critic_advantages, value_loss
+from ratiolab.learner.critic import CriticHook, DoubleCritic, RewardNormalizer, critic_advantages, value_loss
 from ratiolab.learner.lm import LMLearner
 from ratiolab.policies import build_policy
 from ratiolab.rollout import Experience, collect
@@ -101,13 +101,13 @@ def test_checkpoint_round_trip(setup: tuple) -> None:
     b = make(model)
     b.model.load_state_dict(a.model.state_dict())
     b.load_state_dict(copy.deepcopy(a.state_dict()))  # as through torch.save: no shared optimiser tensors
-    assert b.critic.rewards.state_dict() == a.critic.rewards.state_dict()
-    for x, y in zip(a.critic.net.parameters(), b.critic.net.parameters(), strict=True):
+    assert b.hook(CriticHook).rewards.state_dict() == a.hook(CriticHook).rewards.state_dict()
+    for x, y in zip(a.hook(CriticHook).net.parameters(), b.hook(CriticHook).net.parameters(), strict=True):
         assert torch.equal(x, y)
     ma = a.update(a.score(exp), torch.Generator().manual_seed(1))
     mb = b.update(b.score(exp), torch.Generator().manual_seed(1))
     assert ma["value/loss"] == mb["value/loss"]
-    for x, y in zip(a.critic.net.parameters(), b.critic.net.parameters(), strict=True):
+    for x, y in zip(a.hook(CriticHook).net.parameters(), b.hook(CriticHook).net.parameters(), strict=True):
         assert torch.equal(x, y)
     with pytest.raises(ValueError, match="has critic state"):
         make(model, "ppo").load_state_dict({**a.state_dict(), "objective_state": None})
@@ -122,10 +122,11 @@ def test_scored_advantages_use_the_last_real_token(setup: tuple) -> None:
     with torch.no_grad():
         h = learner.model(input_ids=input_ids, attention_mask=attention, output_hidden_states=True).hidden_states[-1]
         h_last = h[torch.arange(exp.size), start + exp.rollout.lengths - 1]
-        v = learner.critic.net(h_last)
+        v = learner.hook(CriticHook).net(h_last)
     assert exp.rollout.lengths.unique().numel() > 1  # rows of different lengths
     torch.testing.assert_close(s.old_value, v, atol=1e-5, rtol=1e-5)
-    target = (exp.rewards - learner.critic.rewards.mean) / (math.sqrt(learner.critic.rewards.var) + 1e-8)
+    moments = learner.hook(CriticHook).rewards
+    target = (exp.rewards - moments.mean) / (math.sqrt(moments.var) + 1e-8)
     torch.testing.assert_close(s.value_target, target)
     expected = critic_advantages(target, v)
     torch.testing.assert_close(s.adv, expected[:, None] * s.mask, atol=1e-5, rtol=1e-5)

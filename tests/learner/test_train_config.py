@@ -21,7 +21,8 @@ def test_presets_bind_their_old_logit_strategy() -> None:
         override(cfg, ["async_rl.old_logits=snapshot"]).validate()
     with pytest.raises(ConfigError, match=r"async_rl\.enabled=true"):
         override(TrainConfig(), ["algo.objective=ppo_ewma_original"]).validate()
-    with pytest.raises(ConfigError, match=r"'ppo_ewma_original' has no default EWMA decay: set async_rl\.ewma_beta"):
+    with pytest.raises(ConfigError, match=r"'ppo_ewma_original' has no default async_rl\.ewma_beta .the ewma "
+                                         r"strategy's beta.: set async_rl\.ewma_beta"):
         override(TrainConfig(), ["algo.objective=ppo_ewma_original", "async_rl.enabled=true"]).validate()
 
 

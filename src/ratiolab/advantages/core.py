@@ -8,10 +8,9 @@ import torch
 
 from ratiolab.registry import Registry
 
+#: An estimator registered with ``reward_components=True`` takes ``[B, K]`` reward components (a task's
+#: ``reward_components``) as ``rewards``; the learner passes them instead of the scalar reward.
 ADVANTAGES = Registry("advantage estimator")
-#: Estimators whose ``rewards`` may be ``[B, K]`` reward components (a task's ``reward_components``); the
-#: learner passes them the components instead of the scalar reward. An estimator's module adds its name.
-REWARD_COMPONENTS: set[str] = set()
 
 
 def compute(name: str, **tensors_and_params: Any) -> torch.Tensor:

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ratiolab.advantages.core import ADVANTAGES, REWARD_COMPONENTS
+from ratiolab.advantages.core import ADVANTAGES
 from ratiolab.advantages.group import group_index, group_stats, group_sum, grpo
 from ratiolab.masked import masked_whiten
 
@@ -185,7 +185,7 @@ def maxrl(*, rewards: torch.Tensor, group_ids: torch.Tensor, eps: float = 1e-6) 
 
 @ADVANTAGES.register(
     "gdpo", arxiv="2601.05242", summary="sum_k w_k GRPO(r_k), then whitened over the batch's valid tokens",
-    inputs=("rewards", "group_ids", "mask")
+    inputs=("rewards", "group_ids", "mask"), reward_components=True,
 )
 def gdpo(
     *,
@@ -217,6 +217,3 @@ def gdpo(
     total = torch.stack(parts).sum(0)
     m = mask.to(total.dtype)
     return masked_whiten(total[:, None] * m, m, ddof=whiten_ddof)
-
-
-REWARD_COMPONENTS.add("gdpo")

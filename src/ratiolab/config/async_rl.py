@@ -8,6 +8,7 @@ from typing import Any, Literal
 from ratiolab.config import ConfigError
 from ratiolab.correction.old_logits import STRATEGIES
 from ratiolab.objectives import OBJECTIVES
+from ratiolab.registry import REQUIRED
 
 #: Old-logit strategies that score buffered batches inside the rollout actor (actor and buffer in one process).
 ACTOR_SIDE_STRATEGIES = ("old_logit_model", "sync_interrupt")
@@ -24,9 +25,10 @@ class AsyncConfig:
     ``auto`` takes the strategy the objective binds (``ppo_ewma`` and ``ppo_ewma_original`` -> ``ewma``,
     its registry entry's ``binds_old_logits``), else ``snapshot`` (``decoupled_ppo``
     runs with any strategy; AReaL's own form is ``recompute``). ``ewma_beta``: the EWMA decay (``None``:
-    ``W / (W + 2)`` with ``W = max_staleness``; ``ppo_ewma_original`` needs it set). ``ewma_reset_tau``:
-    reset the EWMA when the active fraction falls below it (``None``: 0.9, or no reset under
-    ``ppo_ewma_original``; 0 never resets).
+    ``W / (W + 2)`` with ``W = max_staleness``, unless the objective's ``old_logit_defaults`` says it has no
+    default, as ``ppo_ewma_original``: then it must be set). ``ewma_reset_tau``: reset the EWMA when the
+    active fraction falls below it (``None``: 0.9, or the objective's ``old_logit_defaults`` value, 0 for
+    ``ppo_ewma_original``; 0 never resets). A bound strategy's parameter ``p`` is the field ``{strategy}_{p}``.
     ``partial_rollouts``: a weight update may land mid-generation (tokens record both versions).
     ``backend``: where the rollout actor runs. ``local`` (default) or ``threads``: a thread of this
     process; ``process``: a child process (weights in shared memory), for generation-heavy
@@ -93,7 +95,7 @@ class AsyncConfig:
             return {}
         tau = self.ewma_reset_tau
         if tau is None:
-            tau = 0.0 if objective == "ppo_ewma_original" else 0.9
+            tau = old_logit_defaults(objective).get("reset_tau", 0.9)
         return {"beta": self.ewma_beta, "reset_tau": tau}
 
     def check_binding(self, objective: str) -> None:
@@ -111,11 +113,13 @@ class AsyncConfig:
                 f"algo.objective = {objective!r} binds async_rl.old_logits={bound!r}, got {self.old_logits!r}; "
                 f"set async_rl.old_logits=auto (or {bound})"
             )
-        if objective == "ppo_ewma_original" and self.ewma_beta is None:
-            raise ConfigError(
-                "algo.objective = 'ppo_ewma_original' has no default EWMA decay: set async_rl.ewma_beta "
-                "(or use ppo_ewma, the revised method, which derives beta = W / (W + 2))"
-            )
+        for param, default in old_logit_defaults(objective).items():
+            name = f"{bound}_{param}"
+            if default is REQUIRED and getattr(self, name) is None:
+                raise ConfigError(
+                    f"algo.objective = {objective!r} has no default async_rl.{name} (the {bound} strategy's "
+                    f"{param}): set async_rl.{name}"
+                )
 
     def resolved_backend(self) -> str:
         """``threads``, ``process`` or ``ray`` (``local`` is the thread backend; see the class docstring)."""
@@ -126,3 +130,8 @@ def bound_strategy(objective: str) -> str | None:
     """The old-logit strategy ``objective`` declares it binds (``Entry.binds_old_logits``); ``None``: any, or
     not a registered objective (which :meth:`TrainConfig.validate` reports)."""
     return OBJECTIVES.get(objective).binds_old_logits if objective in OBJECTIVES else None
+
+
+def old_logit_defaults(objective: str) -> dict[str, Any]:
+    """The bound strategy's parameter defaults ``objective`` declares (``Entry.old_logit_defaults``)."""
+    return dict(OBJECTIVES.get(objective).old_logit_defaults) if objective in OBJECTIVES else {}

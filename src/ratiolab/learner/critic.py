@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import math
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from ratiolab.config.train import CriticConfig
+from ratiolab.learner.hooks import LearnerHook, Scored, register_hook
 from ratiolab.objectives.safe import soft_min_value
+from ratiolab.rollout import Experience
+
+if TYPE_CHECKING:
+    from ratiolab.learner.lm import LMLearner
 
 
 class RewardNormalizer:
@@ -123,22 +127,50 @@ class LastHidden:
         return self.hidden[rows, lengths.long().clamp(0, n_response)]
 
 
-class Critic:
-    """The critic heads, their optimiser and the reward normaliser of one learner."""
+@register_hook("critic")
+class CriticHook(LearnerHook):
+    """The learner part ``critic``: the critic heads, their optimiser and the reward normaliser of one learner.
 
-    def __init__(self, hidden_size: int, cfg: CriticConfig, lr: float) -> None:
-        self.cfg = cfg
-        self.net = DoubleCritic(hidden_size, cfg.alpha)
-        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=lr if cfg.lr is None else cfg.lr)
+    It scores each batch (the advantages above, unless given, e.g. for a replayed batch; ``algo.advantage``
+    is not used), adds ``value_coef * L_V`` of each micro-batch to the policy loss (metric ``value/loss``),
+    and steps its own optimiser after the policy's gradient clip (``value/grad_norm``).
+    """
+
+    state_key = "critic"
+
+    def __init__(self, learner: LMLearner) -> None:
+        super().__init__(learner)
+        self.cfg = cfg = learner.algo.critic
+        self.net = DoubleCritic(learner.model.config.hidden_size, cfg.alpha)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=learner.algo.lr if cfg.lr is None else cfg.lr)
         self.rewards = RewardNormalizer()
+        self.hidden: LastHidden | None = None
 
     @torch.no_grad()
-    def score(self, rewards: torch.Tensor, h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def values(self, rewards: torch.Tensor, h_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(A, R, V_old)`` per sequence; updates the running reward moments with ``rewards`` first."""
         self.rewards.update(rewards)
         target = self.rewards.normalize(rewards.float())
         old_v = self.net(h_last)
         return critic_advantages(target, old_v), target, old_v
+
+    def score(self, exp: Experience, prox_logp: torch.Tensor | None, adv: torch.Tensor | None) -> Scored:
+        """Old logits (the current policy's unless given), reference log-probs and the critic's advantages."""
+        lrn = self.learner
+        input_ids, attention, start = exp.rollout.model_inputs()
+        mask = exp.rollout.mask.float()
+        with LastHidden(lrn.model) as hidden:
+            current = lrn.logprobs(lrn.model, exp)
+        prox = current if prox_logp is None else prox_logp
+        a, target, old_v = self.values(lrn.rewards(exp), hidden.take(exp.rollout.lengths, mask.shape[1]))
+        ref = lrn.logprobs(lrn.ref_model, exp) if lrn.ref_model is not None else None
+        adv = a[:, None].expand_as(mask) * mask if adv is None else adv
+        return Scored(exp, input_ids, attention, start, mask, prox, ref, adv, value_target=target, old_value=old_v)
+
+    def loss_pass(self) -> LastHidden:
+        """Records the hidden states of the loss passes' forwards (the value heads' input)."""
+        self.hidden = LastHidden(self.learner.model)
+        return self.hidden
 
     def loss(self, h_last: torch.Tensor, old_v: torch.Tensor, target: torch.Tensor, num_seqs: float) -> torch.Tensor:
         """``value_coef * L_V`` of some rows of the mini-batch (gradient into the critic and ``h_last``)."""
@@ -146,12 +178,22 @@ class Critic:
         c = self.cfg
         return c.value_coef * value_loss(v, old_v, target, delta=c.huber_delta, clip=c.value_clip, num_seqs=num_seqs)
 
-    def step(self) -> float:
-        """Clip the critic's gradient norm to ``grad_clip``, step, zero; returns the pre-clip norm."""
+    def extra_loss(
+        self, s: Scored, micro: torch.Tensor, num_seqs: float, metrics: dict[str, torch.Tensor | float]
+    ) -> torch.Tensor:
+        """``value_coef * L_V`` of rows ``micro`` from the hidden states of the forward just made."""
+        assert self.hidden is not None and s.value_target is not None and s.old_value is not None
+        h_last = self.hidden.take(s.exp.rollout.lengths[micro], s.mask.shape[1])
+        value = self.loss(h_last, s.old_value[micro], s.value_target[micro], num_seqs)
+        metrics["value/loss"] = value.detach()
+        return self.cfg.value_coef * value
+
+    def before_step(self) -> dict[str, float]:
+        """Clip the critic's gradient norm to ``grad_clip``, step, zero; ``value/grad_norm``: the pre-clip norm."""
         norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return norm
+        return {"value/grad_norm": norm}
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -5,90 +5,51 @@ each optimiser step accumulates ``micro_batches`` backward passes whose losses c
 minibatch's global normalisers (``num_tokens``, ``num_seqs``), so the gradient does not depend
 on how the minibatch is split. The objective is any registered one (``algo.objective``). Two more parts keep
 that exact: with ``objective_params.mask_denominator = kept`` the normalisers count the minibatch's tokens
-(sequences) that the correction keeps; an objective whose module exports
-``batch_global_params(inputs, log_r, params) -> dict`` (M2PO's cutoff, arXiv 2510.01161) gets those
+(sequences) that the correction keeps; an objective whose entry declares
+``batch_params(inputs, log_r, params) -> dict`` (M2PO's cutoff, arXiv 2510.01161) gets those
 parameters computed once per optimiser step over the whole minibatch, under no grad, in every micro-batch.
 
 The KL coefficient of ``algo.kl_placement`` comes from a controller (``algo.kl_controller``: fixed, or
 adaptive after Ziegler et al., arXiv 1909.08593), stepped once per batch and checkpointed. Advantage
 estimators get what their signature asks for: ``prox_logp`` and ``sum_pi_sq`` (``sum_v pi(v)^2``, scored
-only when asked; optimal_token_baseline) and, for estimators that take reward components (GDPO), the
-task's ``[B, K]`` ``Experience.reward_components``.
+only when asked; optimal_token_baseline) and, for estimators whose entry declares ``reward_components``
+(GDPO), the task's ``[B, K]`` ``Experience.reward_components``.
 
-Learner parts of three objectives, inactive (and free) for all others:
-
-- ``s_ppo``/``st_ppo`` (``clip_bias_norm`` not ``none``; arXiv 2511.20718, docs/methods/ratio-objectives.md §6): each
-  optimiser step first back-propagates ``clip_bias_surrogate`` over every micro-batch, takes the global
-  gradient norm ``||C||`` (metric ``clip_bias/grad_norm``) and zeroes the gradients; the second pass
-  runs the objective with ``clip_bias_grad_norm = ||C||``.
-- ``remix`` (arXiv 2507.06892, §11; ``algo.remix``): :meth:`replay` draws a past batch from the window
-  of the last N fresh batches (:meth:`remember`), re-scored for ``prox_logp`` with the iteration-start
-  weights and keeping its generation-time advantages; ``utd x epochs`` passes per batch; with ``beta``
-  the objective gets ``prev_logp`` from a snapshot of the previous iteration's weights (pi_{k-1}; pi_k
-  at the first iteration, [inferred]) and, without a reference model, the initial weights become the
-  KL base. The remix state advances once per batch; when it reincarnates, the reference takes the
-  current weights and the window empties (replay and UTD stop). Window, snapshot and reference are
-  checkpointed.
-- ``safe``/``safe_fixed`` (§12; ``algo.critic``): the double soft-min critic of
-  :mod:`ratiolab.learner.critic` gives the advantages (``algo.advantage`` is not used) and adds its
-  value loss to the policy loss; its weights, optimiser and reward moments are checkpointed.
+The learner parts an objective's entry lists (``Entry.parts``) run as learner hooks
+(:mod:`ratiolab.learner.hooks`), called at fixed points of scoring and the update and checkpointed under
+their own keys; inactive (and free) for every other objective. The registered parts:
+``clip_bias_norm`` (S-PPO/ST-PPO's first gradient pass, :mod:`ratiolab.learner.clip_bias`), ``replay``
+(ReMix's window, UTD, pi_{k-1} and reincarnation, :mod:`ratiolab.learner.replay`) and ``critic`` (SAFE's
+double soft-min critic, :mod:`ratiolab.learner.critic`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
-import warnings
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 import torch
 from transformers import PreTrainedModel
 
 from ratiolab import advantages, correction, kl, objectives
-from ratiolab.advantages.core import REWARD_COMPONENTS
 from ratiolab.config.train import AlgoConfig
 from ratiolab.engines.sampling import SamplingParams
-from ratiolab.learner.critic import Critic, LastHidden
-from ratiolab.learner.replay import ReplayWindow
+from ratiolab.learner import clip_bias, critic, replay  # noqa: F401  (each registers its learner hook)
+from ratiolab.learner.hooks import LearnerHook, Scored, hook_types, state_keys
 from ratiolab.objectives.kl_control import AdaptiveKLController, FixedKLController, make_kl_controller
-from ratiolab.objectives.remix import RemixState
 from ratiolab.objectives.state import observes
-from ratiolab.objectives.turn_level import clip_bias_surrogate
 from ratiolab.policies import token_logprobs
 from ratiolab.policies.scoring import TokenScores
-from ratiolab.registry import Entry
 from ratiolab.rollout import Experience
 from ratiolab.types import PolicyLossInputs
 
+__all__ = ["LMLearner", "Scored", "overlong_penalty", "vocab_kl"]
 
-@dataclass
-class Scored:
-    """Experience plus the learner-side tensors of the batch (``[B, T]`` unless noted)."""
-
-    exp: Experience
-    input_ids: torch.Tensor
-    attention: torch.Tensor
-    start: int
-    mask: torch.Tensor
-    prox_logp: torch.Tensor
-    ref_logp: torch.Tensor | None
-    adv: torch.Tensor
-    #: old logits recomputed from each forward of the current policy (A-3PO strategies), else ``prox_logp``
-    prox_follow: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-    #: ReMix: drawn from the replay window; log-probs under pi_{k-1} (KL-Convex)
-    replayed: bool = False
-    prev_logp: torch.Tensor | None = None
-    #: SAFE critic: ``[B]`` normalised rewards (value targets) and values at scoring
-    value_target: torch.Tensor | None = None
-    old_value: torch.Tensor | None = None
-    #: MDPO's analytic KL: ``[B, T, V]`` full log-softmax of the old policy (None: not asked for)
-    prox_full: torch.Tensor | None = None
-    #: on-policy shortcut: ``prox_logp`` is filled from the (detached) training forward of the update
-    prox_from_update: bool = False
+H = TypeVar("H", bound=LearnerHook)
 
 
 class LMLearner:
@@ -120,9 +81,10 @@ class LMLearner:
         warmup = max(algo.warmup_steps, 1)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
         entry = objectives.OBJECTIVES.get(algo.objective)
+        parts = hook_types(algo.objective, entry.parts)
         state_params = dict(algo.objective_params)
-        if "replay" in entry.parts:  # the replay schedule's state (ReMix) takes algo.remix's schedule
-            state_params.update(reincarnation_step=algo.remix.reincarnation_step, replay_prob=algo.remix.replay_prob)
+        for part in parts:  # a part's own config section may configure the state (ReMix's schedule)
+            state_params.update(part.state_params(algo))
         self.objective_state = objectives.make_state(algo.objective, **state_params)
         self.loss_params: dict[str, Any] = dict(algo.objective_params)
         #: the KL coefficient (``value``) of the loss or reward placement; adaptive: advanced once per batch
@@ -143,17 +105,10 @@ class LMLearner:
                 and max_response_length is not None):  # a constant divisor, not the batch's padded length
             self.loss_params["sum_norm_constant"] = float(max_response_length)
         self.resolved = resolved
-        #: the objective module's ``batch_global_params`` hook: parameters shared by a batch's micro-batches
-        self.batch_hook: Callable[..., dict[str, Any]] | None = getattr(
-            inspect.getmodule(entry.fn), "batch_global_params", None)
+        #: the entry's ``batch_params``: parameters shared by a batch's micro-batches (M2PO's cutoff)
+        self.batch_hook: Callable[..., dict[str, Any]] | None = entry.batch_params
         #: ``mask_denominator = kept``: the normalisers count the tokens the correction keeps
         self.kept_denominator = resolved["mask_denominator"] == "kept"
-        #: S-PPO / ST-PPO: ``clip_bias_surrogate`` arguments of the first pass (None: a single pass)
-        self.clip_bias = _clip_bias_args(entry, resolved, algo.objective_params)
-        #: ReMix: schedule, replay window, pi_{k-1} snapshot (KL-Convex only), replayed-batch count
-        self.remix_state = self.objective_state if isinstance(self.objective_state, RemixState) else None
-        self.window = ReplayWindow(algo.remix.window) if self.remix_state is not None else None
-        self.kl_convex = self.remix_state is not None and bool(resolved["beta"])
         #: MDPO: the schedule t_k = 1 - (k - 1) / K advances once per batch (``iteration`` k = updates so far,
         #: ``total_iterations`` K = the run's steps unless set); the analytic full-vocabulary KL(pi_theta || pi_k)
         #: is the default on this track (``objective_params.kl_estimator`` picks a sampled estimator instead)
@@ -174,23 +129,28 @@ class LMLearner:
         #: one epoch, one minibatch, the current weights as old policy: the training forward gives prox_logp
         #: exactly, so score() skips its own forward (set False to force it)
         #: the advantage estimator's inputs (optimal_token_baseline reads the old logits and sum_v pi(v)^2)
-        self.advantage_inputs = set(advantages.ADVANTAGES.get(algo.advantage).inputs)
-        self.reuse_forward = (
-            algo.epochs == 1 and algo.minibatches == 1 and self.remix_state is None and self.clip_bias is None
-            and not observes(self.objective_state) and algo.kl_placement not in ("reward_token", "reward_seq")
-            and "critic" not in entry.parts and not {"prox_logp", "sum_pi_sq"} & self.advantage_inputs
-        )
-        self.prev_model: PreTrainedModel | None = None
-        self.replayed_total = 0
-        if self.ref_model is None and (self.kl_convex or "ref_logp" in entry.requires):
+        advantage = advantages.ADVANTAGES.get(algo.advantage)
+        self.advantage_inputs = set(advantage.inputs)
+        #: the estimator takes the task's ``[B, K]`` reward components as ``rewards`` (GDPO)
+        self.reward_components = advantage.reward_components
+        if self.ref_model is None and "ref_logp" in entry.requires:
             self.ref_model = copy.deepcopy(model).eval()  # the initial weights: the objective's KL base
-        if self.remix_state is not None and not self.kl_convex:
-            warnings.warn("remix runs without its KL-Convex term (objective_params.beta = 0): mix-policy PPO, UTD and "
-                          "reincarnation only; the ReMix recipe sets beta=0.001", stacklevel=2)
-        #: SAFE: the double soft-min critic
-        self.critic = (
-            Critic(model.config.hidden_size, algo.critic, algo.lr) if "critic" in entry.parts else None
+        #: the objective's learner parts (``Entry.parts``), called at the hook points of scoring and the update
+        self.hooks: list[LearnerHook] = []
+        for part in parts:
+            self.hooks.append(part(self))
+        self.reuse_forward = (
+            algo.epochs == 1 and algo.minibatches == 1 and all(h.reuses_forward for h in self.hooks)
+            and not observes(self.objective_state) and algo.kl_placement not in ("reward_token", "reward_seq")
+            and not {"prox_logp", "sum_pi_sq"} & self.advantage_inputs
         )
+
+    def hook(self, cls: type[H]) -> H:
+        """This learner's hook of class ``cls`` (``ValueError`` if the objective runs without it)."""
+        for h in self.hooks:
+            if isinstance(h, cls):
+                return h
+        raise ValueError(f"objective {self.algo.objective!r} runs without the learner part {cls.__name__}")
 
     # scoring -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -221,20 +181,15 @@ class LMLearner:
     def score(self, exp: Experience, prox_logp: torch.Tensor | None = None, adv: torch.Tensor | None = None) -> Scored:
         """Old logits (``prox_logp``: given by an old-logit strategy, else the current policy, which is
         exact in synchronous training), reference log-probs, and advantages (``adv``: kept from generation,
-        for a replayed batch; the SAFE critic's otherwise). An estimator that takes ``sum_pi_sq`` gets
-        ``sum_v pi(v)^2`` per token from the current weights' full distribution (the policy that gives
-        ``prox_logp`` in synchronous training; with an old-logit strategy's ``prox_logp``, the batch-start
-        weights)."""
+        for a replayed batch). An estimator that takes ``sum_pi_sq`` gets ``sum_v pi(v)^2`` per token from
+        the current weights' full distribution (the policy that gives ``prox_logp`` in synchronous training;
+        with an old-logit strategy's ``prox_logp``, the batch-start weights). A hook that scores batches
+        itself (the SAFE critic) does all this instead."""
+        for h in self.hooks:
+            if (scored := h.score(exp, prox_logp, adv)) is not None:
+                return scored
         input_ids, attention, start = exp.rollout.model_inputs()
         mask = exp.rollout.mask.float()
-        if self.critic is not None:
-            with LastHidden(self.model) as hidden:
-                current = self.logprobs(self.model, exp)
-            prox = current if prox_logp is None else prox_logp
-            a, target, old_v = self.critic.score(self.rewards(exp), hidden.take(exp.rollout.lengths, mask.shape[1]))
-            ref = self.logprobs(self.ref_model, exp) if self.ref_model is not None else None
-            adv = a[:, None].expand_as(mask) * mask if adv is None else adv
-            return Scored(exp, input_ids, attention, start, mask, prox, ref, adv, value_target=target, old_value=old_v)
         if self.analytic_kl and prox_logp is not None:
             raise ValueError(f"{self.algo.objective}: the analytic KL needs the old policy's full distribution, which "
                              "an old-logit strategy does not keep; set algo.objective_params.kl_estimator=k3")
@@ -264,23 +219,18 @@ class LMLearner:
         return exp.rewards + self.algo.overlong_penalty * overlong_penalty(
             lengths, self.max_response_length, self.algo.overlong_buffer)
 
-    # ReMix replay ------------------------------------------------------------------------------
+    # replay ------------------------------------------------------------------------------------
     def replay(self, generator: torch.Generator) -> Scored | None:
-        """ReMix: with probability ``replay_prob`` (0 after reincarnation) a past batch drawn uniformly from
-        the window, re-scored with the current (iteration-start) weights and carrying its generation-time
-        advantages; ``None`` for a fresh batch, without ReMix, or while the window is empty."""
-        if self.remix_state is None or self.window is None or not self.window.batches:
-            return None
-        if float(torch.rand((), generator=generator)) >= self.remix_state.replay_prob:
-            return None
-        exp, adv = self.window.draw(generator)
-        return replace(self.score(exp, adv=adv), replayed=True)
+        """A past batch a hook draws to train on instead of the fresh one (ReMix's window), else ``None``."""
+        for h in self.hooks:
+            if (scored := h.replay(generator)) is not None:
+                return scored
+        return None
 
     def remember(self, s: Scored) -> Scored:
-        """ReMix: add a fresh scored batch (rollout, behaviour log-probs, advantages) to the window."""
-        st = self.remix_state
-        if self.window is not None and st is not None and not (s.replayed or st.reincarnated):
-            self.window.add(s.exp, s.adv)
+        """Show the scored batch the loop trains on to every hook (ReMix keeps fresh ones in its window)."""
+        for h in self.hooks:
+            h.remember(s)
         return s
 
     def advantages(
@@ -289,7 +239,7 @@ class LMLearner:
     ) -> torch.Tensor:
         """Advantages of ``algo.advantage`` broadcast to ``[B, T]``; KL shaping per ``algo.kl_placement``.
 
-        An estimator of ``advantages.core.REWARD_COMPONENTS`` (GDPO) takes the task's ``[B, K]`` reward
+        An estimator whose entry declares ``reward_components`` (GDPO) takes the task's ``[B, K]`` reward
         components as ``rewards`` when the batch has them; the scalar-reward shapings (``reward_seq`` KL,
         DAPO's overlong penalty) have no component to act on and are refused there.
         """
@@ -307,7 +257,7 @@ class LMLearner:
             "prox_logp": prox,
             "sum_pi_sq": sum_pi_sq,
         }
-        if a.advantage in REWARD_COMPONENTS and exp.reward_components is not None:
+        if self.reward_components and exp.reward_components is not None:
             if a.kl_placement == "reward_seq" or a.overlong_buffer:
                 raise ValueError(
                     f"algo.advantage = {a.advantage} takes the task's {exp.reward_components.shape[1]} reward "
@@ -337,11 +287,12 @@ class LMLearner:
             self.loss_params["kl_coef"] = kl_coef
         sums: dict[str, float] = defaultdict(float)
         n_steps = 0
-        if self.kl_convex:
-            s = replace(s, prev_logp=self._prev_logp(s.exp))
-        remixing = self.remix_state is not None and not self.remix_state.reincarnated
+        passes = a.epochs
+        for h in self.hooks:
+            s = h.before_update(s)
+            passes = h.passes(passes)
         self.model.train()
-        for _ in range(a.epochs * (a.remix.utd if remixing else 1)):
+        for _ in range(passes):
             for mb in self._group_order(s.exp, generator).chunk(a.minibatches):
                 step_metrics = self._optimizer_step(s, mb)
                 for k, v in step_metrics.items():
@@ -354,8 +305,8 @@ class LMLearner:
             metrics["reward/overlong_penalty"] = float((self.rewards(s.exp) - s.exp.rewards).mean())
         if s.ref_logp is not None:
             metrics["kl_ref/k3"] = float(kl.estimate("k3", s.prox_logp, s.ref_logp).mul(s.mask).sum() / s.mask.sum())
-        if self.remix_state is not None:
-            metrics.update(self._remix_advance(s, metrics, n_steps))
+        for h in self.hooks:
+            metrics.update(h.after_batch(s, metrics, n_steps))
         if self.support is not None:  # share of the learner's scored tokens outside its kept support
             metrics["support/outside_frac"] = self.support_counts[0] / max(self.support_counts[1], 1.0)
             self.support_counts = [0.0, 0.0]
@@ -367,30 +318,6 @@ class LMLearner:
                                  "needs its ref_model")
             self.kl_ctl.observe_kl(metrics["kl_ref/k3"], s.exp.size)  # n_steps = the batch's sequences
         return metrics
-
-    def _prev_logp(self, exp: Experience) -> torch.Tensor:
-        """Log-probs under pi_{k-1}, the snapshot of the previous iteration's start weights (a copy of the
-        current weights at the first iteration); the snapshot then moves to the current weights."""
-        if self.prev_model is None:
-            self.prev_model = copy.deepcopy(self.model).eval()
-        logp = self.logprobs(self.prev_model, exp)
-        self.prev_model.load_state_dict(self.model.state_dict())
-        return logp
-
-    def _remix_advance(self, s: Scored, metrics: dict[str, float], passes: int) -> dict[str, float]:
-        """Advance the ReMix schedule by one batch; at reincarnation the reference takes the current
-        weights (pi_T) and the window empties."""
-        st = self.remix_state
-        assert st is not None and self.window is not None
-        self.replayed_total += int(s.replayed)
-        was = st.reincarnated
-        st.update(metrics)
-        if st.reincarnated and not was:
-            if self.ref_model is not None:
-                self.ref_model.load_state_dict(self.model.state_dict())
-            self.window.clear()
-        return {"remix/replayed": float(s.replayed), "remix/replayed_total": float(self.replayed_total),
-                "remix/passes": float(passes), "remix/reincarnated": float(st.reincarnated)}
 
     def _group_order(self, exp: Experience, generator: torch.Generator) -> torch.Tensor:
         """Rows in a random order of whole prompt groups, so that every minibatch and micro-batch
@@ -429,36 +356,37 @@ class LMLearner:
         if hook is not None:
             whole = _joined(seen)
             step_params.update(hook(whole, correction.log_ratio(whole.logp, whole.prox_logp), self.resolved))
-        if self.clip_bias is not None:
-            norm = self._clip_bias_norm(s, micros, counts)
-            step_params["clip_bias_grad_norm"] = step["clip_bias/grad_norm"] = norm
-        hidden = LastHidden(self.model) if self.critic is not None else None
-        with hidden if hidden is not None else contextlib.nullcontext():
+        for h in self.hooks:
+            step_params.update(h.extra_pass(s, micros, counts, step))
+        with contextlib.ExitStack() as stack:
+            for h in self.hooks:
+                stack.enter_context(h.loss_pass())
             for n_micro, micro in enumerate(micros):
                 extra = {"scores": s.exp.rewards[micro]} if self.wants_scores else {}
-                if s.prev_logp is not None:
-                    extra["prev_logp"] = s.prev_logp[micro]
+                for h in self.hooks:
+                    extra.update(h.loss_inputs(s, micro))
                 out = objectives.compute(  # the value checks (one host sync) run on the step's first micro-batch
                     a.objective, self._inputs(s, micro, counts, extra), validate=n_micro == 0, **self.loss_params,
                     **step_params, **extra,
                 )
                 loss = out.loss
                 row: dict[str, torch.Tensor | float] = dict(out.metrics)
-                if hidden is not None:
-                    loss = loss + self._value_loss(s, micro, hidden, float(len(mb)), row)
+                for h in self.hooks:
+                    if (added := h.extra_loss(s, micro, float(len(mb)), row)) is not None:
+                        loss = loss + added
                 loss.backward()
                 row["loss"] = loss.detach()
                 rows.append(row)
         step["reward/mean"] = s.exp.rewards[mb].mean()  # stateful objectives (SAFE) read it
         step["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), a.grad_clip)
-        if self.critic is not None:
-            step["value/grad_norm"] = self.critic.step()
+        for h in self.hooks:
+            step.update(h.before_step())
         self.optimizer.step()
         self.scheduler.step()
         # one device-to-host transfer per optimiser step: means over micro-batches, the losses summed
         metrics = objectives.reduce_metrics([*rows, step], total=("loss", "value/loss"))
-        if self.objective_state is not None and self.remix_state is None:  # ReMix advances once per batch
-            self.objective_state.update(dict(metrics))
+        if self.objective_state is not None and not any(h.advances_state for h in self.hooks):
+            self.objective_state.update(dict(metrics))  # a hook that advances it (ReMix) does so once per batch
         return metrics
 
     def _kept_counts(self, s: Scored, mb: torch.Tensor, seen: list[PolicyLossInputs]) -> tuple[float, float]:
@@ -473,28 +401,6 @@ class LMLearner:
             prox, behav = s.prox_logp[mb], s.exp.rollout.behav_logp[mb].float() * m
         w_disc = correction.log_ratio(prox, behav).exp()
         return _counts(m * correction.apply_spec(self.resolved["correction"], w_disc, m).keep)
-
-    def _clip_bias_norm(self, s: Scored, micros: tuple[torch.Tensor, ...], counts: tuple[float, float]) -> float:
-        """``||C||_2`` over the whole mini-batch: back-propagate every micro-batch's ``clip_bias_surrogate``
-        (global normalisers), take the global gradient norm, zero the gradients (S-PPO's first pass)."""
-        assert self.clip_bias is not None
-        for micro in micros:
-            clip_bias_surrogate(self._inputs(s, micro, counts), **self.clip_bias).backward()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
-        self.optimizer.zero_grad(set_to_none=True)
-        return norm
-
-    def _value_loss(
-        self, s: Scored, micro: torch.Tensor, hidden: LastHidden, num_seqs: float,
-        metrics: dict[str, torch.Tensor | float],
-    ) -> torch.Tensor:
-        """``value_coef * L_V`` of rows ``micro`` from the hidden states of the forward just made."""
-        assert self.critic is not None and s.value_target is not None and s.old_value is not None
-        h_last = hidden.take(s.exp.rollout.lengths[micro], s.mask.shape[1])
-        value = self.critic.loss(h_last, s.old_value[micro], s.value_target[micro], num_seqs)
-        metrics["value/loss"] = value.detach()
-        return self.algo.critic.value_coef * value
 
     def _inputs(
         self, s: Scored, micro: torch.Tensor, counts: tuple[float, float], extra: dict[str, Any] | None = None
@@ -535,18 +441,11 @@ class LMLearner:
             "objective_state": None if self.objective_state is None else self.objective_state.state_dict(),
             "iterations": self.iterations,
         }
-        if self.critic is not None:
-            state["critic"] = self.critic.state_dict()
         if self.kl_ctl is not None:
             state["kl_controller"] = self.kl_ctl.state_dict()
-        if self.window is not None and self.remix_state is not None:
-            ref = self.ref_model if self.remix_state.reincarnated else None
-            state["remix"] = {
-                "window": self.window.state_dict(),
-                "replayed_total": self.replayed_total,
-                "prev_model": None if self.prev_model is None else _cloned(self.prev_model),
-                "ref_model": None if ref is None else _cloned(ref),
-            }
+        for h in self.hooks:
+            if h.state_key is not None:
+                state[h.state_key] = h.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -566,28 +465,13 @@ class LMLearner:
         elif isinstance(self.kl_ctl, AdaptiveKLController):
             raise ValueError("checkpoint lacks the adaptive KL controller's state: resume with the "
                              "algo.kl_controller that wrote it")
-        for key, part in (("critic", self.critic), ("remix", self.window)):
-            if (part is None) != (key not in state):
-                raise ValueError(f"checkpoint {'has' if part is None else 'lacks'} {key} state for objective "
+        own = {h.state_key: h for h in self.hooks if h.state_key is not None}
+        for key in sorted(set(state_keys()) | set(own)):
+            if (key not in own) != (key not in state):
+                raise ValueError(f"checkpoint {'lacks' if key in own else 'has'} {key} state for objective "
                                  f"{self.algo.objective!r}: resume with the objective that wrote it")
-        if self.critic is not None:
-            self.critic.load_state_dict(state["critic"])
-        if self.window is not None:
-            self._load_remix(state["remix"])
-
-    def _load_remix(self, state: dict[str, Any]) -> None:
-        assert self.window is not None
-        self.window.load_state_dict(state["window"])
-        self.replayed_total = int(state["replayed_total"])
-        self.prev_model = None
-        if state["prev_model"] is not None:
-            self.prev_model = copy.deepcopy(self.model).eval()
-            self.prev_model.load_state_dict(state["prev_model"])
-        if state["ref_model"] is not None:
-            if self.ref_model is None:
-                self.ref_model = copy.deepcopy(self.model).eval()
-            self.ref_model.load_state_dict(state["ref_model"])
-
+        for key, h in own.items():
+            h.load_state_dict(state[key])
 
 def vocab_kl(logp_all: torch.Tensor, old_all: torch.Tensor) -> torch.Tensor:
     """Per-token ``KL(pi || pi_old) = sum_v pi(v) (log pi(v) - log pi_old(v))`` of ``[B, T, V]`` log-softmaxes."""
@@ -612,24 +496,3 @@ def _joined(parts: list[PolicyLossInputs]) -> PolicyLossInputs:
     names = [f.name for f in fields(PolicyLossInputs) if isinstance(getattr(parts[0], f.name), torch.Tensor)]
     tensors = {n: torch.cat([getattr(p, n) for p in parts]) for n in names}
     return PolicyLossInputs(**tensors, num_tokens=parts[0].num_tokens, num_seqs=parts[0].num_seqs)
-
-
-def _cloned(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _clip_bias_args(entry: Entry, params: dict[str, Any], given: dict[str, Any]) -> dict[str, Any] | None:
-    """``clip_bias_surrogate`` keyword arguments for an objective with the ``clip_bias_norm`` part (S-PPO,
-    ST-PPO) and normalisation on, else ``None``; an objective with a ``turn_ratio_mode`` is turn-level."""
-    if "clip_bias_norm" not in entry.parts or params["clip_bias_norm"] == "none":
-        return None
-    if "clip_bias_grad_norm" in given:
-        raise ValueError(
-            f"algo.objective_params.clip_bias_grad_norm: the learner measures ||C|| for {entry.name} each optimiser "
-            "step; remove it (or set clip_bias_norm: none for plain PPO)"
-        )
-    turn_level = "turn_ratio_mode" in params
-    args = {"turn_level": turn_level, "clip_low": params["clip_low"], "clip_high": params["clip_high"]}
-    if turn_level:
-        args["turn_ratio_mode"] = params["turn_ratio_mode"]
-    return args

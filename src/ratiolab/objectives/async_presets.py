@@ -20,6 +20,7 @@ from ratiolab import correction
 from ratiolab.masked import masked_frac
 from ratiolab.objectives.core import OBJECTIVES
 from ratiolab.objectives.ppo import ppo
+from ratiolab.registry import REQUIRED
 from ratiolab.types import PolicyLossInputs
 
 
@@ -70,6 +71,7 @@ def ppo_ewma(
     arxiv="2110.00641",
     summary="PPO-EWMA (Hilton et al.): w_disc * PPOclip(pi/pi_ewma), total ratio capped at IS_max",
     binds_old_logits="ewma",
+    old_logit_defaults={"beta": REQUIRED, "reset_tau": 0.0},  # the original: a chosen decay, no reset
 )
 def ppo_ewma_original(
     inputs: PolicyLossInputs, log_r: torch.Tensor, *, clip: float = 0.2, is_max: float = 100.0

@@ -19,7 +19,7 @@ import torch
 from ratiolab.masked import as_metric, masked_frac
 from ratiolab.objectives.core import OBJECTIVES
 from ratiolab.objectives.ppo import clip_surrogate
-from ratiolab.objectives.state import ObjectiveState, register_state
+from ratiolab.objectives.state import ObjectiveState
 from ratiolab.types import PolicyLossInputs
 
 VARIANTS = ("paper", "official_code")
@@ -209,7 +209,8 @@ class BapoState(ObjectiveState):
 
 
 @OBJECTIVES.register(
-    "bapo", arxiv="2510.18927", summary="PPO with explicit bounds adapted per step to balance +/- advantage tokens"
+    "bapo", arxiv="2510.18927", summary="PPO with explicit bounds adapted per step to balance +/- advantage tokens",
+    state=lambda **params: make_bapo_state(**params),  # defined below, after the entry whose defaults it reads
 )
 def bapo(
     inputs: PolicyLossInputs,
@@ -275,7 +276,6 @@ def bapo(
     return loss, metrics
 
 
-@register_state("bapo")
 def make_bapo_state(**params: Any) -> BapoState:
     """A fresh :class:`BapoState` for the objective parameters ``params`` (others ignored)."""
     names = ("variant", "lower_start", "lower_max", "upper_start", "upper_max", "lower_step", "upper_step",

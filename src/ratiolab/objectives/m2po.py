@@ -70,7 +70,8 @@ def batch_global_params(inputs: PolicyLossInputs, log_r: torch.Tensor, params: M
 
 
 @OBJECTIVES.register(
-    "m2po", arxiv="2510.01161", summary="unclipped r A; largest (log r)^2 masked until batch mean (log r)^2 <= tau"
+    "m2po", arxiv="2510.01161", summary="unclipped r A; largest (log r)^2 masked until batch mean (log r)^2 <= tau",
+    batch_params=batch_global_params,
 )
 def m2po(
     inputs: PolicyLossInputs,

@@ -9,7 +9,7 @@ import torch
 from ratiolab.masked import as_metric, masked_mean
 from ratiolab.objectives.core import OBJECTIVES
 from ratiolab.objectives.grouping import is_partial
-from ratiolab.objectives.state import ObjectiveState, register_state
+from ratiolab.objectives.state import ObjectiveState
 from ratiolab.types import PolicyLossInputs
 
 VARIANCES = ("second_moment", "batch_variance")
@@ -44,14 +44,13 @@ def _check(name: str, value: float, low: float) -> None:
         raise ValueError(f"r2vpo: {name} must be >= {low}, got {value}")
 
 
-@register_state("r2vpo")
 def make_r2vpo_state(*, lam_init: float = 0.0, delta: float = 0.05, dual_lr: float = 0.1, **_: object) -> R2vpoState:
     return R2vpoState(lam=lam_init, delta=delta, dual_lr=dual_lr)
 
 
 @OBJECTIVES.register(
     "r2vpo", arxiv="2601.03320", summary="IS surrogate + lambda * (ratio variance - delta), dual-ascent lambda",
-    experimental=True,
+    experimental=True, state=make_r2vpo_state,
 )
 def r2vpo(
     inputs: PolicyLossInputs,

@@ -25,7 +25,7 @@ import torch
 from ratiolab import correction, kl
 from ratiolab.masked import as_metric, masked_frac, masked_mean
 from ratiolab.objectives.core import OBJECTIVES
-from ratiolab.objectives.state import ObjectiveState, register_state
+from ratiolab.objectives.state import ObjectiveState
 from ratiolab.types import PolicyLossInputs
 
 CENTRES = ("ratio", "one")
@@ -71,14 +71,13 @@ class RemixState(ObjectiveState):
             self.reincarnated = True
 
 
-@register_state("remix")
 def make_remix_state(*, reincarnation_step: int = 50, replay_prob: float = 0.4, **_: object) -> RemixState:
     return RemixState(reincarnation_step=reincarnation_step, replay_prob_before=replay_prob)
 
 
 @OBJECTIVES.register(
     "remix", arxiv="2507.06892", summary="mix-policy PPO with a band centred at pi_k/pi_{k-i} + KL-Convex",
-    inputs=("prev_logp",), parts=("replay",),
+    inputs=("prev_logp",), parts=("replay",), state=make_remix_state,
 )
 def remix(
     inputs: PolicyLossInputs,

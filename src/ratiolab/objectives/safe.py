@@ -25,7 +25,7 @@ from ratiolab.masked import as_metric, masked_mean
 from ratiolab.objectives.checks import check_clip
 from ratiolab.objectives.core import OBJECTIVES
 from ratiolab.objectives.ppo import clip_surrogate
-from ratiolab.objectives.state import ObjectiveState, register_state
+from ratiolab.objectives.state import ObjectiveState
 from ratiolab.types import PolicyLossInputs
 
 REWARD_KEY = "reward/mean"
@@ -139,19 +139,17 @@ def _state_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return out | {"base": params.get("threshold_base", 0.3)}
 
 
-@register_state("safe")
 def make_safe_state(**params: Any) -> SafeState:
     """Controller settings from the keyword arguments ``kp, ki, kd, kl_short_decay, kl_long_decay, reward_decay``."""
     return SafeState(**_state_kwargs(params))
 
 
-@register_state("safe_fixed")
 def make_safe_fixed_state(**params: Any) -> SafeFixedState:
     return SafeFixedState(**_state_kwargs(params))
 
 
 @OBJECTIVES.register("safe", arxiv="", summary="PPO + entropy-gated KL penalty on a PID-controlled threshold",
-                     requires=("ref_logp",), parts=("critic",))
+                     requires=("ref_logp",), parts=("critic",), state=make_safe_state)
 def safe(
     inputs: PolicyLossInputs,
     log_r: torch.Tensor,
@@ -205,6 +203,7 @@ OBJECTIVES.add(
     arxiv="",
     summary="SAFE with a differentiable KL penalty (live KL instead of the EWMA)",
     parts=("critic",),
+    state=make_safe_fixed_state,
     fixed={"differentiable": True},
     requires=("ref_logp",),
 )

@@ -1,7 +1,8 @@
 """Explicit state for stateful objectives (adaptive bounds, dual variables, PID controllers, EWMA).
 
-A stateful objective declares a keyword-only ``state`` parameter; the learner creates the
-state once with :func:`make_state`, passes it to every ``compute`` call, calls
+A stateful objective declares a keyword-only ``state`` parameter and its registry entry the state's
+factory (``OBJECTIVES.register(..., state=factory)``, called with the objective's parameters); the
+learner creates the state once with :func:`make_state`, passes it to every ``compute`` call, calls
 ``state.observe(micro_batch)`` for every micro-batch before the loss pass of an optimiser step
 when the state overrides ``observe``, calls ``state.update(metrics)`` once per optimiser step
 with that step's metrics, and checkpoints
@@ -12,12 +13,10 @@ another version of the same method instead of silently starting fresh.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, ClassVar
 
+from ratiolab.objectives.core import OBJECTIVES
 from ratiolab.types import PolicyLossInputs
-
-STATE_FACTORIES: dict[str, Callable[..., ObjectiveState]] = {}
 
 
 @dataclasses.dataclass
@@ -66,22 +65,17 @@ class ObjectiveState:
             setattr(self, k, v)
 
 
-def register_state(name: str) -> Callable[[Callable[..., ObjectiveState]], Callable[..., ObjectiveState]]:
-    """Register the state factory of objective ``name`` (called with the objective's parameters)."""
-
-    def deco(factory: Callable[..., ObjectiveState]) -> Callable[..., ObjectiveState]:
-        STATE_FACTORIES[name] = factory
-        return factory
-
-    return deco
-
-
 def observes(state: ObjectiveState | None) -> bool:
     """Whether ``state`` overrides :meth:`ObjectiveState.observe` (and so needs the extra pass)."""
     return state is not None and type(state).observe is not ObjectiveState.observe
 
 
 def make_state(name: str, **params: Any) -> ObjectiveState | None:
-    """A fresh state for objective ``name`` (``None`` for stateless objectives)."""
-    factory = STATE_FACTORIES.get(name)
-    return None if factory is None else factory(**params)
+    """A fresh state for objective ``name`` from its entry's ``state`` factory (``None``: stateless)."""
+    factory = OBJECTIVES.get(name).state
+    if factory is None:
+        return None
+    state = factory(**params)
+    if not isinstance(state, ObjectiveState):
+        raise TypeError(f"objective {name!r}: its state factory made a {type(state).__name__}, not an ObjectiveState")
+    return state
