@@ -4,8 +4,9 @@ The mask is chosen over the whole batch the selection sees, so it is NOT micro-b
 selected per micro-batch (``m2_cutoff=None``, also AReaL's default) it depends on the partition.
 For the full-batch mask, compute ``cutoff = m2po_cutoff(full_batch, log_r)`` once per optimisation
 batch and pass ``m2_cutoff=cutoff`` to every micro-batch; the accumulated gradient then equals the
-full-batch gradient exactly. :func:`batch_global_params` is that step as a learner hook: a learner that
-splits an optimisation batch calls it once per batch (no grad) and passes its result to every micro-batch.
+full-batch gradient exactly. :func:`batch_global_params` is that step, declared on the registry entry
+(``batch_params``): a learner that splits an optimisation batch calls it once per batch (no grad) and
+passes its result to every micro-batch.
 """
 
 from __future__ import annotations
