@@ -130,3 +130,18 @@ def test_scored_advantages_use_the_last_real_token(setup: tuple) -> None:
     torch.testing.assert_close(s.value_target, target)
     expected = critic_advantages(target, v)
     torch.testing.assert_close(s.adv, expected[:, None] * s.mask, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("coef", [0.5, 2.0])
+def test_the_loss_adds_value_coef_times_the_value_loss_once(setup: tuple, coef: float) -> None:
+    model, exp = setup
+    sets = ("algo.minibatches=1", "algo.micro_batches=2")
+    a = make(model, "safe", *sets, f"algo.critic.value_coef={coef}")
+    b = make(model, "safe", *sets, "algo.critic.value_coef=0")
+    sa, sb = a.score(exp), b.score(exp)
+    rows = torch.arange(exp.size)
+    ma, mb = a._optimizer_step(sa, rows), b._optimizer_step(sb, rows)
+    # at the step's start V = V_old, so V_clip = V and L_V = 0.5 (2 Huber_0.5(V, R)) / B = mean Huber_0.5(V_old, R)
+    huber = torch.nn.functional.huber_loss(sa.old_value, sa.value_target, delta=0.5)
+    assert ma["value/loss"] == pytest.approx(coef * float(huber), rel=1e-4)
+    assert ma["loss"] - mb["loss"] == pytest.approx(ma["value/loss"], rel=1e-4)  # value_coef * L_V, not coef^2 L_V

@@ -186,7 +186,7 @@ class CriticHook(LearnerHook):
         h_last = self.hidden.take(s.exp.rollout.lengths[micro], s.mask.shape[1])
         value = self.loss(h_last, s.old_value[micro], s.value_target[micro], num_seqs)
         metrics["value/loss"] = value.detach()
-        return self.cfg.value_coef * value
+        return value
 
     def before_step(self) -> dict[str, float]:
         """Clip the critic's gradient norm to ``grad_clip``, step, zero; ``value/grad_norm``: the pre-clip norm."""
