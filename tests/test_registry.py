@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ratiolab import advantages, objectives
-from ratiolab.registry import Registry
+from ratiolab.registry import REQUIRED, Registry
 
 
 def f(x: int, *, a: float = 1.0, b: str) -> tuple[int, float, str]:
@@ -48,3 +48,12 @@ def test_registered_methods_declare_what_the_learner_feeds_them() -> None:
     assert obj["gbpo"].inputs == ("scores",) and obj["mdpo"].inputs == ("kl", "iteration")
     assert obj["remix"].parts == ("replay",) and obj["safe_fixed"].parts == ("critic",)
     assert {n for n, e in obj.items() if "clip_bias_norm" in e.parts} == {"s_ppo", "st_ppo"}
+
+
+def test_entries_declare_state_batch_params_reward_components_and_old_logit_defaults() -> None:
+    """What the learner and the configs read instead of method names (the state factories: test_objective_state)."""
+    obj = {e.name: e for e in objectives.OBJECTIVES}
+    assert {n for n, e in obj.items() if e.batch_params is not None} == {"m2po"}
+    assert {e.name for e in advantages.ADVANTAGES if e.reward_components} == {"gdpo"}
+    declared = {n: dict(e.old_logit_defaults) for n, e in obj.items() if e.old_logit_defaults}
+    assert declared == {"ppo_ewma_original": {"beta": REQUIRED, "reset_tau": 0.0}}

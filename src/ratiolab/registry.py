@@ -129,8 +129,8 @@ class Registry:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         checked = _requiring(self.kind, name, fn, tuple(requires)) if requires else fn
         entry = Entry(name, checked, arxiv, summary, dict(fixed or {}), self.common, tuple(requires), experimental,
-                      tuple(inputs), binds_old_logits, tuple(parts), state, batch_params, reward_components,
-                      dict(old_logit_defaults or {}))
+                      tuple(inputs), binds_old_logits, tuple(parts), state=state, batch_params=batch_params,
+                      reward_components=reward_components, old_logit_defaults=dict(old_logit_defaults or {}))
         unknown = set(entry.fixed) - set(_kwonly(fn)) - set(self.common)
         if unknown:
             raise ValueError(f"preset {name!r} fixes unknown parameters {sorted(unknown)}")

@@ -126,8 +126,6 @@ class LMLearner:
                 "scores on the truncated support: set objective_params.kl_estimator (e.g. k3) or "
                 "sampling.logprob_support=full"
             )
-        #: one epoch, one minibatch, the current weights as old policy: the training forward gives prox_logp
-        #: exactly, so score() skips its own forward (set False to force it)
         #: the advantage estimator's inputs (optimal_token_baseline reads the old logits and sum_v pi(v)^2)
         advantage = advantages.ADVANTAGES.get(algo.advantage)
         self.advantage_inputs = set(advantage.inputs)
@@ -139,6 +137,9 @@ class LMLearner:
         self.hooks: list[LearnerHook] = []
         for part in parts:
             self.hooks.append(part(self))
+        #: one epoch, one minibatch, the current weights as old policy (and no hook that needs its own scoring
+        #: forward): the training forward gives prox_logp exactly, so score() skips its own forward (set False
+        #: to force it)
         self.reuse_forward = (
             algo.epochs == 1 and algo.minibatches == 1 and all(h.reuses_forward for h in self.hooks)
             and not observes(self.objective_state) and algo.kl_placement not in ("reward_token", "reward_seq")
