@@ -222,18 +222,46 @@ def test_wandb_offline_run_holds_the_rows_and_config_and_a_resume_keeps_its_id(t
 
 
 # the command line ----------------------------------------------------------------------------------------
-def test_gym_run_with_log_tensorboard_writes_every_logged_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _same_as_metrics(run: Path) -> set[str]:
+    """Assert that the run's TensorBoard scalars are its metrics.jsonl rows (each step once); their keys."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    acc = _scalars(run / "tensorboard")
+    keys = {k for row in rows for k, v in row.items() if k != "step" and isinstance(v, int | float)}
+    assert set(acc.Tags()["scalars"]) == keys
+    for key in keys:
+        logged = [(r["step"], r[key]) for r in rows if key in r]
+        assert [e.step for e in acc.Scalars(key)] == [s for s, _ in logged]
+        assert [e.value for e in acc.Scalars(key)] == pytest.approx([v for _, v in logged], rel=1e-6)  # float32
+    return keys
+
+
+def test_gym_run_with_log_tensorboard_and_its_resume_write_every_logged_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("tensorboard", reason="the tensorboard tracker needs pip install 'ratiolab[trackers]'")
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--env", "CartPole-v1", "--run-dir", "run", "--set", "total_steps=256", "--set",
                  "ppo.num_steps=32", "--set", "ppo.num_minibatches=2", "--set", "eval_episodes=1",
-                 "--log", "tensorboard"]) == 0
-    rows = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+                 "--set", "checkpoint_every=1", "--log", "tensorboard"]) == 0
     assert yaml.safe_load((tmp_path / "run/config.yaml").read_text())["log"] == ["tensorboard"]
-    acc = _scalars(tmp_path / "run/tensorboard")
-    keys = {k for row in rows for k, v in row.items() if k != "step" and isinstance(v, int | float)}
-    assert len(keys) > 5 and set(acc.Tags()["scalars"]) == keys
-    for key in ("loss/policy", "eval/return_mean"):
-        logged = [(r["step"], r[key]) for r in rows if key in r]
-        assert [e.step for e in acc.Scalars(key)] == [s for s, _ in logged]
-        assert [e.value for e in acc.Scalars(key)] == pytest.approx([v for _, v in logged], rel=1e-6)  # float32
+    (tmp_path / "run/checkpoints/latest").write_text("step-00000128")  # as if stopped after the first update
+    assert main(["train", "--resume", "run", "--steps", "384"]) == 0
+    assert len(_same_as_metrics(tmp_path / "run")) > 5
+    assert [e.step for e in _scalars(tmp_path / "run/tensorboard").Scalars("loss/policy")] == [128, 256, 384]
+
+
+@pytest.mark.slow  # pre-training and two short runs: the LM wiring (step-0 row, resume)
+def test_language_model_run_and_its_resume_send_every_row_to_tensorboard(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="the tensorboard tracker needs pip install 'ratiolab[trackers]'")
+    from ratiolab.config import override
+    from ratiolab.learner import TrainConfig, train
+
+    small = ["policy.preset=tiny", "policy.pretrain_steps=3", "algo.prompts_per_step=2", "algo.samples_per_prompt=2",
+             "algo.minibatches=1", "sampling.max_new_tokens=3", "eval_size=2", "checkpoint_every=1", "threads=1",
+             f"policy.cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}", "log=[tensorboard]"]
+    cfg = override(TrainConfig(), [*small, "steps=2"])
+    train(cfg, log=lambda _: None)
+    train(override(cfg, ["steps=3"]), resume=True, log=lambda _: None)
+    keys = _same_as_metrics(tmp_path / "run")
+    assert {"eval/accuracy", "reward/mean", "loss"} <= keys
+    assert [e.step for e in _scalars(tmp_path / "run/tensorboard").Scalars("eval/accuracy")] == [0, 2, 3]

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,7 +35,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from ratiolab.config import ConfigError
-from ratiolab.trackers import Tracker
+
+if TYPE_CHECKING:
+    from ratiolab.trackers import Tracker
 
 #: The dataclasses a checkpoint's ``state.json`` may rebuild (the ReMix replay window stores scored
 #: batches). Rebuilding sets the stored fields on an instance made without ``__init__`` (as pickle

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 import yaml
 
 from ratiolab.config import ConfigError
+from ratiolab.runs import _flat, atomic_write_text
 
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 #: The importable package each tracker needs (all in the ``trackers`` extra).
@@ -78,15 +79,9 @@ def check_trackers(names: Sequence[str], packages: bool = False) -> tuple[str, .
     return tuple(names)
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(config: Mapping[str, Any]) -> dict[str, Any]:
     """``{"algo.lr": ..}`` from a nested config dict; values other than numbers, strings and bools as text."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value if isinstance(value, bool | int | float | str) else str(value)
-    return out
+    return {k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in _flat(config).items()}
 
 
 def _load_state(run_dir: Path) -> dict[str, Any]:
@@ -263,5 +258,5 @@ def make_trackers(names: Sequence[str], run_dir: str | Path, config: Mapping[str
         Trackers(made).close(failed=True)
         raise
     if state:
-        (run / STATE).write_text(json.dumps(state, indent=1) + "\n")
+        atomic_write_text(run / STATE, json.dumps(state, indent=1) + "\n")
     return Trackers(made)
