@@ -134,7 +134,7 @@ def mlflow_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
         _log_all(trackers, ROWS)
     first_id = json.loads((run / STATE).read_text())["mlflow"]["run_id"]
     with make_trackers(["mlflow"], run, CONFIG, last_step=2) as trackers:
-        _log_all(trackers, [{"step": 3, "loss": 0.5}, {"step": 4, "loss": 0.25}])
+        _log_all(trackers, [{"step": 3, "loss": 0.5}, {"step": 4, "loss": 0.25, "pass@2 (k=2)": 1.0}])
     assert json.loads((run / STATE).read_text())["mlflow"]["run_id"] == first_id
     from mlflow.tracking import MlflowClient
 
@@ -154,6 +154,7 @@ def test_mlflow_store_holds_the_metrics_params_and_the_resumed_session(mlflow_ru
     assert [(s, v) for s, _, v in history] == [(1, 1.5), (2, 1.25), (3, 1.0), (3, 0.5), (4, 0.25)]
     assert [(m.step, m.value) for m in client.get_metric_history(record.info.run_id, "reward/mean")] == [
         (1, 0.25), (2, 0.5), (3, 0.75)]
+    assert record.data.metrics == {"loss": 0.25, "reward/mean": 0.75, "pass_2 _k_2_": 1.0}  # MLflow's characters
 
 
 def test_mlflow_run_that_fails_is_marked_failed(mlflow_run: tuple[Path, Any]) -> None:

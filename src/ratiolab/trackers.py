@@ -21,8 +21,9 @@ Resume: ``RUN/trackers.json`` keeps the W&B run id and the MLflow run id, so a r
 same tracker run. ``last_step`` is the step the resumed ``metrics.jsonl`` ends at (its checkpoint); what
 the interrupted session logged after it is dropped where the format allows: TensorBoard purges those
 events (``purge_step``). MLflow keeps them (its store cannot delete points: a step logged again holds two
-points, the later timestamp from the resumed session); W&B keeps its steps increasing, so on sync it
-ignores re-logged steps at or below the interrupted session's last one.
+points, the later timestamp from the resumed session). W&B writes one offline folder per session under the
+same id; synced, they form one run that continues from its last step (W&B's resume), and W&B ignores steps
+below a run's current step, so re-logged steps up to the interrupted session's last one keep its values.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import json
 import math
 import numbers
 import os
+import re
 import secrets
 import time
 import warnings
@@ -137,7 +139,7 @@ class WandbTracker:
             x_disable_viewer=True,
         )
         state.setdefault("id", secrets.token_hex(4))  # 8 characters, as W&B's own ids
-        self.run = wandb.init(dir=str(run_dir), project="ratiolab", name=run_dir.name, id=state["id"],
+        self.run = wandb.init(dir=str(run_dir), project="ratiolab", name=run_dir.resolve().name, id=state["id"],
                               resume="allow", config=dict(config), settings=settings, reinit="create_new")
 
     def log(self, step: int, row: Mapping[str, float]) -> None:
@@ -175,8 +177,10 @@ class MLflowTracker:
         self.run_id: str = state["run_id"]
 
     def log(self, step: int, row: Mapping[str, float]) -> None:
+        """Metric names keep MLflow's characters (letters, digits, ``_-. :/``); any other becomes ``_``."""
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[self._metric(k, v, now, step) for k, v in row.items()])
+        metrics = [self._metric(re.sub(r"[^\w\-. :/]", "_", k), v, now, step) for k, v in row.items()]
+        self.client.log_batch(self.run_id, metrics=metrics)
 
     def close(self, failed: bool = False) -> None:
         self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
