@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# The CPU build of torch must come first: a plain `torch` requirement would pull a CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,ray]'
+	$(PIP) install -q -e '.[dev,ray,trackers]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -71,6 +71,11 @@ CASES: list[tuple[str, list[str], str]] = [
      r"async_rl\.old_logits = 'nosuch' is not one of \['auto'"),
     ("async-backend", [*LM, "--set", "async_rl.enabled=true", "--set", "async_rl.backend=mpi"],
      r"async_rl\.backend = 'mpi' is not one of"),
+    ("log", [*LM, "--log", "tensorbord"],
+     r"log = \['tensorbord'\]: 'tensorbord' is not a tracker; valid choices: tensorboard, wandb, mlflow"),
+    ("log-twice", [*LM, "--log", "mlflow,tensorboard,mlflow"], r"'mlflow' is listed twice; list each tracker once"),
+    ("log-set-string", [*LM, "--set", "log=tensorboard"], r"log must be a list, got 'tensorboard'"),
+    ("gym-log", [*GYM, "--log", "tensorboard,wandbb"], r"'wandbb' is not a tracker; valid choices: tensorboard, "),
     # ranges --------------------------------------------------------------------------------------------
     ("top-p-zero", [*LM, "--set", "sampling.top_p=0"], r"sampling\.top_p = 0\.0 must be in \(0, 1\]"),
     ("top-p-big", [*LM, "--set", "sampling.top_p=1.5"], r"sampling\.top_p = 1\.5 must be in \(0, 1\]"),

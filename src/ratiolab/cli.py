@@ -19,6 +19,8 @@ from ratiolab.config import ConfigError, load_yaml, override, parse_yaml
 from ratiolab.registry import Registry
 
 console = Console()
+LOG_HELP = ("experiment trackers that also get every logged row, comma-separated: tensorboard, wandb (offline), "
+            "mlflow (local); needs pip install 'ratiolab[trackers]'")
 errors = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
@@ -132,7 +134,14 @@ def _train_config(args: argparse.Namespace) -> Any:
         sets += ["async_rl.enabled=true", f"async_rl.backend={args.backend}"]
     if getattr(args, "address", None):
         sets.append(f"async_rl.ray_address={args.address}")
-    return override(cfg, sets)
+    return override(cfg, [*sets, *_log_set(args)])
+
+
+def _log_set(args: argparse.Namespace) -> list[str]:
+    """``--log tensorboard,mlflow`` as the assignment ``log=[...]`` (none without the flag)."""
+    if getattr(args, "log", None) is None:
+        return []
+    return [f"log={json.dumps([n.strip() for n in args.log.split(',') if n.strip()])}"]
 
 
 def _progress(total: int, start: int = 0) -> Progress:
@@ -192,7 +201,7 @@ def _cmd_train_gym(args: argparse.Namespace) -> int:
     if args.seed is not None:
         sets.append(f"seed={args.seed}")
     try:
-        cfg = override(cfg, sets)
+        cfg = override(cfg, [*sets, *_log_set(args)])
     except ValueError as err:
         raise ConfigError(str(err)) from err
     run_dir = Path(args.resume or args.run_dir or f"runs/{cfg.env_id}-{cfg.algo}")
@@ -340,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algo", help="classic-control algorithm (with --env; default ppo): ppo, mdpo, bpo, props, "
                    "pdppo, pqn, mdpo_off")
     p.add_argument("--preset", help="classic-control preset (with --env), e.g. cartpole-ppo-zoo, cartpole-pqn")
+    p.add_argument("--log", help=LOG_HELP)
     p.set_defaults(fn=_cmd_train)
 
     p = sub.add_parser("sweep", help="objective x max_staleness x old_logits x seeds: the staleness lab")
@@ -351,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--workers", type=int, default=1, help="cells run in parallel processes")
     p.add_argument("--out", default="runs/sweep", help="output folder")
+    p.add_argument("--log", help=LOG_HELP)
     p.set_defaults(fn=_cmd_sweep)
 
     p = sub.add_parser("pretrain", help="supervised pre-training on task demonstrations")

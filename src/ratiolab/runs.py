@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from ratiolab.config import ConfigError
+
+if TYPE_CHECKING:
+    from ratiolab.trackers import Tracker
 
 #: The dataclasses a checkpoint's ``state.json`` may rebuild (the ReMix replay window stores scored
 #: batches). Rebuilding sets the stored fields on an instance made without ``__init__`` (as pickle
@@ -257,6 +260,7 @@ class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.ckpt_dir = path / "checkpoints"
+        self.tracker: Tracker | None = None  # also receives every logged row (ratiolab.trackers.make_trackers)
 
     @classmethod
     def create(cls, path: str | Path, config: dict[str, Any]) -> RunDir:
@@ -291,9 +295,11 @@ class RunDir:
 
     # metrics -----------------------------------------------------------------------------------
     def log(self, row: dict[str, Any]) -> None:
-        """Append one step's metrics as a JSON line."""
+        """Append one step's metrics as a JSON line, then hand them to :attr:`tracker` (if set)."""
         with open(self.path / self.METRICS, "a") as f:
             f.write(json.dumps(row, default=float) + "\n")
+        if self.tracker is not None:
+            self.tracker.log(int(row.get("step", 0)), row)
 
     def metrics(self) -> list[dict[str, Any]]:
         """The logged rows; a torn last line (a crash mid-write) is dropped with a warning."""

@@ -15,6 +15,7 @@ from ratiolab.config.async_rl import AsyncConfig
 from ratiolab.correction.discrepancy import apply_spec
 from ratiolab.objectives.grpo_guard import GAUSSIAN_ONLY
 from ratiolab.policies.model import PRESETS
+from ratiolab.trackers import check_trackers
 
 KlPlacement = Literal["none", "loss", "reward_token", "reward_seq"]
 
@@ -191,7 +192,8 @@ class TrainConfig:
     """A complete run: ``steps`` RL steps, held-out evaluation every ``eval_every`` steps on
     ``eval_size`` test problems (greedy, plus pass@1 over ``eval_samples`` samples per problem
     when > 0), a checkpoint every ``checkpoint_every`` steps, in ``run_dir``;
-    ``async_rl`` switches to the asynchronous actor/learner system."""
+    ``async_rl`` switches to the asynchronous actor/learner system; ``log`` names the experiment trackers
+    that also receive every logged row (``tensorboard``, ``wandb``, ``mlflow``: :mod:`ratiolab.trackers`)."""
 
     task: TaskConfig = field(default_factory=TaskConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -206,10 +208,12 @@ class TrainConfig:
     run_dir: str = "runs/train"
     threads: int = 0
     async_rl: AsyncConfig = field(default_factory=AsyncConfig)
+    log: tuple[str, ...] = ()
 
     def validate(self) -> None:
         """Check what the dataclass types cannot, before any work or file is made."""
         check_fields(self)  # types and finite numbers, for a config built in Python
+        check_trackers(self.log, packages=True)
         a = self.algo
         if a.objective in GAUSSIAN_ONLY:
             raise ConfigError(f"algo.objective = {a.objective!r} is defined only for Gaussian policies (a continuous "

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from ratiolab.config import check_fields, check_range
 from ratiolab.objectives import OBJECTIVES
+from ratiolab.trackers import check_trackers
 
 Algo = Literal["ppo", "mdpo", "bpo", "props", "pdppo", "pqn", "mdpo_off"]
 ON_POLICY: tuple[str, ...] = ("ppo", "mdpo", "bpo", "props", "pdppo")
@@ -172,7 +173,8 @@ class GymTrainConfig:
     soon as that evaluation mean reaches it. ``vector`` picks gymnasium's sync or async vector env
     (sync measured faster for cheap envs on 2 cores: benchmarks/bench_gym.py); exact resume needs
     ``sync``. ``torch_threads`` is applied inside the training loop only. ``keep_checkpoints`` (>= 1)
-    is how many of the newest checkpoints the run directory keeps (more for ``ratiolab ope``).
+    is how many of the newest checkpoints the run directory keeps (more for ``ratiolab ope``). ``log`` names
+    the experiment trackers that also receive every logged row (:mod:`ratiolab.trackers`).
     """
 
     env_id: str = "CartPole-v1"
@@ -193,8 +195,10 @@ class GymTrainConfig:
     pqn: PQNConfig = field(default_factory=PQNConfig)
     mdpo_off: MDPOOffConfig = field(default_factory=MDPOOffConfig)
     ope_gate: OPEGateConfig = field(default_factory=OPEGateConfig)
+    log: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_trackers(self.log)
         for name in ("total_steps", "torch_threads", "eval_episodes", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

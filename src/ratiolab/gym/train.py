@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,11 +32,12 @@ from ratiolab.gym.rollout import VecRunner
 from ratiolab.ope.gate import BestSoFarGate
 from ratiolab.report import Panel, write_report
 from ratiolab.runs import RunDir, check_resume_config, rng_state, set_rng_state
+from ratiolab.trackers import check_trackers, make_trackers
 
 Algorithm = OnPolicy | PQN | MDPOOff
 Progress = Callable[[dict[str, Any]], None]
 #: Fields a resumed run may change (``total_steps`` extends it, also a finished run); others are refused.
-RESUME_MAY_CHANGE = ("total_steps", "torch_threads")
+RESUME_MAY_CHANGE = ("total_steps", "torch_threads", "log")
 
 PANELS = (
     Panel("Episodic return", ("episodic_return", "eval/return_mean"), "return"),
@@ -163,6 +165,7 @@ def train(
     early, e.g. to split a run in two.
     """
     validate(cfg.env_id, cfg.algo, cfg.seed, objective=cfg.ppo.objective, discrete=cfg.ope_gate.enabled)
+    check_trackers(cfg.log, packages=True)
     if resume:
         if run_dir is None:
             raise ValueError("train: resume=True needs run_dir (the run to continue)")
@@ -199,10 +202,13 @@ def _loop(
     if resume:
         assert run is not None
         ckpt = run.resume_point()
+        run.tracker = make_trackers(cfg.log, run.path, to_dict(cfg), -1 if ckpt is None else ckpt.step)
         exact = ckpt is None or _load(algo, ckpt.weights, ckpt.state, cfg.seed, gate)
         train_s = 0.0 if ckpt is None else float(ckpt.state["train_seconds"])
         if ckpt is not None and not exact:
             run.log({"step": ckpt.step, "resume/envs_reseeded": 1.0})
+    elif run is not None:
+        run.tracker = make_trackers(cfg.log, run.path, to_dict(cfg))
     result = GymResult(0, 0, 0.0, None, run_dir=None if run is None else run.path, rows=rows)
     last_eval: EvalResult | None = None
     try:
@@ -234,6 +240,8 @@ def _loop(
                 break
     finally:
         algo.runner.envs.close()
+        if run is not None and run.tracker is not None:
+            run.tracker.close(failed=sys.exc_info()[0] is not None)
     result.steps, result.updates = algo.update_idx * algo.steps_per_update, algo.update_idx
     result.train_seconds, result.final_eval = train_s, last_eval
     if run is not None:

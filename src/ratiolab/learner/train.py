@@ -29,10 +29,11 @@ from ratiolab.report import Panel, write_report
 from ratiolab.rollout import Experience, collect
 from ratiolab.rollout.sampler import make_engine, sample_step, sampling_params
 from ratiolab.runs import RunDir, check_resume_config, rng_state, step_seed
+from ratiolab.trackers import make_trackers
 
 Progress = Callable[[int, dict[str, float]], None]
 #: Fields a resumed run may change (``steps`` extends it); any other difference from config.yaml is refused.
-RESUME_MAY_CHANGE = ("steps", "run_dir", "threads", "async_rl.ray_address")
+RESUME_MAY_CHANGE = ("steps", "run_dir", "threads", "async_rl.ray_address", "log")
 
 PANELS = (
     Panel("reward and held-out accuracy", ("reward/mean", "eval/accuracy", "eval/pass1")),
@@ -253,7 +254,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         log(f"resumed {run.path} at step {ckpt.step}")
     else:
         base = evaluate(model, tok, cfg)
-        run.log({"step": 0, **base})
         first = 1
     engine = make_engine(model, tok, cfg, version=first - 1)
     last = base | run.last_values(base)  # a finished run resumed reports its last evaluation
@@ -273,10 +273,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         if progress is not None:
             progress(step, {"reward": metrics["reward/mean"], "accuracy": last["eval/accuracy"]})
 
-    if cfg.async_rl.enabled:
-        loop.run_async(cfg, learner, engine, first, finish_step)
-    else:
-        _run_sync(cfg, learner, engine, task, first, finish_step)
+    resumed_at = (-1 if ckpt is None else ckpt.step) if resume else None  # the step metrics.jsonl now ends at
+    trackers = run.tracker = make_trackers(cfg.log, run.path, stored_cfg, resumed_at)
+    with trackers:  # closed at the end and on an error
+        if ckpt is None:
+            run.log({"step": 0, **base})
+        if cfg.async_rl.enabled:
+            loop.run_async(cfg, learner, engine, first, finish_step)
+        else:
+            _run_sync(cfg, learner, engine, task, first, finish_step)
     greedy = f"base {base['eval/accuracy']:.1%} -> trained {last['eval/accuracy']:.1%}"
     summary = [("held-out accuracy (greedy)", greedy)]
     if "eval/pass1" in base:
