@@ -1,22 +1,36 @@
-"""The ``ratiolab`` command line: list, pretrain, train, eval, report, demo."""
+"""The ``ratiolab`` command line: list, config, pretrain, train, eval, export, report, demo."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
+import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from ratiolab.config import ConfigError, load_yaml, override, parse_yaml
 from ratiolab.registry import Registry
+
+
+def _width(stream: Any) -> int | None:
+    """The console width for ``stream`` (set by :func:`main`): the terminal's (``None``: rich measures it), else
+    ``$COLUMNS`` or 1000, so that tables written to a file or a pipe keep their rows on one line instead of
+    folding at rich's default 80 columns."""
+    if stream.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() else 1000
+
 
 console = Console()
 LOG_HELP = ("experiment trackers that also get every logged row, comma-separated: tensorboard, wandb (offline), "
@@ -35,7 +49,8 @@ def registry_table(reg: Registry, title: str, hide: Sequence[str] = ()) -> Table
         table.add_column(col, overflow="fold")
     for e in reg:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in e.params.items() if k not in hide or k in e.fixed)
-        table.add_row(e.name, e.arxiv or "—", ("(experimental) " if e.experimental else "") + e.summary, params)
+        summary = ("(experimental) " if e.experimental else "") + e.summary
+        table.add_row(e.name, e.arxiv or "—", Text(summary), Text(params))  # Text: "[inferred]" is no markup
     return table
 
 
@@ -120,8 +135,11 @@ def _train_config(args: argparse.Namespace) -> Any:
         cfg = _stored_config(TrainConfig, args)
     else:
         cfg = load_yaml(TrainConfig, args.config) if args.config else TrainConfig()
-    sets = list(args.set or [])
-    for flag, key in (("objective", "algo.objective"), ("task", "task.name"), ("model", "policy.model"),
+    task = getattr(args, "task", None)
+    # another task starts from its own defaults: the config's task.params belong to its task
+    sets = [f"task.name={json.dumps(task)}", "task.params={}"] if task not in (None, cfg.task.name) else []
+    sets += list(args.set or [])
+    for flag, key in (("objective", "algo.objective"), ("model", "policy.model"),
                       ("steps", "steps"), ("run_dir", "run_dir"), ("seed", "seed")):
         value = getattr(args, flag, None)
         if value is not None:
@@ -152,9 +170,33 @@ def _progress(total: int, start: int = 0) -> Progress:
     )
 
 
+@contextlib.contextmanager
+def pretrain_progress(total: int) -> Iterator[Callable[[int, float], None]]:
+    """A ``(step, loss)`` callback for pre-training, shown on stderr: a rich progress bar on a terminal, else
+    five lines (the first step, each quarter)."""
+    if errors.is_terminal:
+        with Progress(TextColumn("[bold]pre-training[/bold]"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=errors, transient=True) as bar:
+            task_id = bar.add_task("pretrain", total=total, loss=float("nan"))
+            yield lambda step, loss: bar.update(task_id, completed=step, loss=loss)
+        return
+    start, marks = time.perf_counter(), {1, *(total * q // 4 for q in range(1, 5))}
+
+    def line(step: int, loss: float) -> None:
+        if step in marks:
+            errors.print(f"pre-training: step {step}/{total}, loss {loss:.3f}, {time.perf_counter() - start:.0f} s")
+
+    yield line
+
+
 def run_training(cfg: Any, resume: bool) -> Any:
     from ratiolab.learner import train
+    from ratiolab.policies.source import policy_source
 
+    cfg.validate()  # a bad config fails before any pre-training
+    with pretrain_progress(cfg.policy.pretrain_steps) as step:  # the cached base, pre-trained here on first use
+        policy_source(cfg, console.print, progress=step)
     with _progress(cfg.steps) as bar:
         task_id = bar.add_task("train", total=cfg.steps, reward=0.0, accuracy=0.0)
 
@@ -182,6 +224,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_train_gym(args: argparse.Namespace) -> int:
     from ratiolab import gym
+    from ratiolab.runs import default_run_dir
 
     if args.resume is not None:
         cfg = _stored_config(gym.GymTrainConfig, args)
@@ -204,7 +247,7 @@ def _cmd_train_gym(args: argparse.Namespace) -> int:
         cfg = override(cfg, [*sets, *_log_set(args)])
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    run_dir = Path(args.resume or args.run_dir or f"runs/{cfg.env_id}-{cfg.algo}")
+    run_dir = Path(args.resume or args.run_dir or default_run_dir(cfg.env_id, cfg.algo))
     with Progress(TextColumn(f"[bold]{cfg.algo}[/bold] {cfg.env_id}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("return {task.fields[ret]:.1f}"), TimeElapsedColumn(), console=console) as bar:
         task_id = bar.add_task("train", total=cfg.total_steps, ret=0.0)
@@ -226,13 +269,20 @@ def _cmd_train_gym(args: argparse.Namespace) -> int:
 
 
 def _task(args: argparse.Namespace) -> Any:
-    """The task of ``--task`` / ``--level``; an unknown name or level is a one-line error."""
+    """The task of ``--task`` / ``--level`` / ``--set task.params...``; a bad name or parameter is a one-line error."""
     from ratiolab import tasks
+    from ratiolab.config.train import TaskConfig
 
+    bad = [s for s in args.set or [] if not s.startswith("task.params")]
+    if bad:
+        raise ConfigError(f"--set {bad[0]!r}: {args.command} takes task parameters only, e.g. "
+                          "--set task.params.level=3 or --set task.params={path: data.jsonl}")
+    base = TaskConfig(name=args.task, params={"level": args.level} if args.level is not None else {})
+    cfg = override(base, [s.removeprefix("task.") for s in args.set or []])
     try:
-        return tasks.get(args.task, **({"level": args.level} if args.level is not None else {}))
+        return tasks.get(cfg.name, **cfg.params)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"--task {args.task!r} / --level {args.level}: {err}") from err
+        raise ConfigError(f"--task {args.task!r} / task.params {cfg.params}: {err}") from err
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
@@ -242,35 +292,66 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     cfg.validate()
     task = _task(args)
     out = Path(args.out or f".cache/ratiolab/pretrained/{args.task}-{args.preset}-cli")
-    result = pretrain(task, out, cfg)
+    with pretrain_progress(cfg.steps) as step:
+        result = pretrain(task, out, cfg, progress=step)
     console.print(f"saved {result.n_params:,}-parameter {args.preset} policy to {result.out_dir} "
                   f"in {result.seconds:.1f} s (final loss {result.final_loss:.3f})")
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from ratiolab.config.train import SamplingConfig
     from ratiolab.policies import check_context, load_policy
     from ratiolab.policies.evaluate import accuracy
+    from ratiolab.tasks import completion_tokens
 
     for flag, value in (("--n", args.n), ("--max-new-tokens", args.max_new_tokens)):
-        if value < 1:
+        if value is not None and value < 1:
             raise ConfigError(f"{flag} {value}: must be a positive integer")
     task = _task(args)
     model, tok = load_policy(args.model)
     problems = task.sample(args.n, split="test", seed=args.seed)
-    check_context(model, tok, [p.prompt for p in problems], args.max_new_tokens, f"--task {args.task}")
-    acc = accuracy(model, tok, task, problems, greedy=True, max_new_tokens=args.max_new_tokens)
-    console.print(f"held-out accuracy of {args.model} on {args.task}: {acc:.1%} ({args.n} problems)")
+    budget = args.max_new_tokens or max(SamplingConfig().max_new_tokens, completion_tokens(task, problems, tok))
+    check_context(model, tok, [p.prompt for p in problems], budget, f"--task {args.task}")
+    acc = accuracy(model, tok, task, problems, greedy=True, max_new_tokens=budget)
+    console.print(f"held-out accuracy of {args.model} on {args.task}: {acc:.1%} ({args.n} problems, "
+                  f"max_new_tokens {budget})")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ratiolab.runs import RunDir
+
+    ckpt, out = RunDir.open(args.run).export(args.out)
+    console.print(f"exported step {ckpt.step} of {args.run} to {out} (AutoModelForCausalLM.from_pretrained loads it; "
+                  f"ratiolab eval --model {out})")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ratiolab.config import to_dict
+
+    if not args.show:
+        raise ConfigError("config: pass --show to print the config (YAML that --config FILE accepts)")
+    console.print(yaml.safe_dump(to_dict(_train_config(args)), sort_keys=False), end="", markup=False,
+                  highlight=False, soft_wrap=True)
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from ratiolab.learner.train import PANELS
-    from ratiolab.report import write_report
+    from ratiolab.gym.train import PANELS as GYM_PANELS
+    from ratiolab.learner.train import PANELS as LM_PANELS
+    from ratiolab.report import rewrite_report
     from ratiolab.runs import RunDir
 
     run = RunDir.open(args.run)
-    out = write_report(run, PANELS, title=f"ratiolab run {run.path.name}")
+    panels = GYM_PANELS if "env_id" in run.config() else LM_PANELS  # the kind of run: a gym config has env_id
+    try:
+        out = rewrite_report(run, panels, title=f"ratiolab run {run.path.name}")
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     console.print(f"report: {out}")
     return 0
 
@@ -322,23 +403,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(console, run_training, fresh=args.fresh)
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` lists each option's default, except the unset ones (``None``, ``False``: the config decides)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False):
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ratiolab", description=__doc__)
+    from ratiolab.config.train import TrainConfig
+
+    d = TrainConfig()
+    parser = argparse.ArgumentParser(prog="ratiolab", description=__doc__, formatter_class=_Help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="print a registry as a table")
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+
+    p = add("list", help="print a registry as a table")
     p.add_argument("what", choices=["objectives", "advantages", "corrections", "old-logits", "tasks"])
     p.set_defaults(fn=_cmd_list)
 
-    p = sub.add_parser("train", help="RL-train a policy (language model, or a gym env with --env)")
-    p.add_argument("--config", help="YAML file mapping onto TrainConfig")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
-    p.add_argument("--objective", help="registered objective (ratiolab list objectives)")
-    p.add_argument("--task", help="registered task (ratiolab list tasks)")
-    p.add_argument("--model", help="local Hugging Face checkpoint folder to start from")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--run-dir", dest="run_dir", help="run directory (default from the config)")
+    p = add("train", help="RL-train a policy (language model, or a gym env with --env)")
+    _config_flags(p)
+    p.add_argument("--objective", help=f"registered objective (ratiolab list objectives; default {d.algo.objective})")
+    p.add_argument("--task", help=f"registered task (ratiolab list tasks; default {d.task.name}); another task than "
+                   "the config's starts from its own default task.params")
+    p.add_argument("--model", help="local Hugging Face checkpoint folder to start from (default: pre-train a "
+                   f"{d.policy.preset} policy on the task, cached)")
+    p.add_argument("--steps", type=int, help=f"RL steps (default {d.steps})")
+    p.add_argument("--seed", type=int, help=f"seed of the run and its pre-training (default {d.seed})")
+    p.add_argument("--run-dir", dest="run_dir", help="run directory (default: a new runs/<objective>-<task>-<time>, "
+                   "runs/<env>-<algo>-<time> with --env)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint with "
                    "its stored config (--steps may extend it; other changes are refused)")
     p.add_argument("--async", dest="async_rl", action="store_true", help="asynchronous actor/learner training")
@@ -352,9 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", help=LOG_HELP)
     p.set_defaults(fn=_cmd_train)
 
-    p = sub.add_parser("sweep", help="objective x max_staleness x old_logits x seeds: the staleness lab")
-    p.add_argument("--config", help="YAML file for the base TrainConfig")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a base config field")
+    p = add("sweep", help="objective x max_staleness x old_logits x seeds: the staleness lab")
+    _config_flags(p)
     p.add_argument("--objectives", default="ppo", help="comma-separated objectives")
     p.add_argument("--staleness", default="0,2,8", help="comma-separated max_staleness values")
     p.add_argument("--old-logits", dest="old_logits", default="snapshot,recompute", help="comma-separated strategies")
@@ -364,30 +461,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", help=LOG_HELP)
     p.set_defaults(fn=_cmd_sweep)
 
-    p = sub.add_parser("pretrain", help="supervised pre-training on task demonstrations")
-    p.add_argument("--task", default="arithmetic")
-    p.add_argument("--level", type=int)
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p = add("pretrain", help="supervised pre-training on task demonstrations")
+    p.add_argument("--task", default="arithmetic", help="registered task (ratiolab list tasks)")
+    p.add_argument("--level", type=int, help="arithmetic level (short for --set task.params.level=N)")
+    _task_flags(p)
+    p.add_argument("--preset", default="tiny", help="model size preset")
+    p.add_argument("--steps", type=int, default=300, help="optimiser steps")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    p.add_argument("--seed", type=int, default=0, help="initialisation and problem seed")
     p.add_argument("--out", help="output folder (save_pretrained)")
     p.set_defaults(fn=_cmd_pretrain)
 
-    p = sub.add_parser("eval", help="held-out greedy accuracy of a checkpoint")
-    p.add_argument("--model", required=True)
-    p.add_argument("--task", default="arithmetic")
-    p.add_argument("--level", type=int)
-    p.add_argument("--n", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=8)
+    p = add("eval", help="held-out greedy accuracy of a checkpoint")
+    p.add_argument("--model", required=True, help="Hugging Face folder: a run's checkpoint, ratiolab export output")
+    p.add_argument("--task", default="arithmetic", help="registered task (ratiolab list tasks)")
+    p.add_argument("--level", type=int, help="arithmetic level (short for --set task.params.level=N)")
+    _task_flags(p)
+    p.add_argument("--n", type=int, default=200, help="test problems")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test sample")
+    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int,
+                   help="tokens per answer (default: sampling.max_new_tokens's default, or the longest demonstration "
+                   "of the problems plus EOS where that is longer)")
     p.set_defaults(fn=_cmd_eval)
 
-    p = sub.add_parser("report", help="(re)write report.html of a run directory")
+    p = add("report", help="(re)write report.html of a run directory")
     p.add_argument("run")
     p.set_defaults(fn=_cmd_report)
 
-    p = sub.add_parser("ope", help="rank a gym run's checkpoints from logged data (SharpeRatio@k, OPE gate)")
+    p = add("export", help="the latest intact checkpoint of a language-model run as a plain Hugging Face folder")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", help="output folder, new or empty (default RUN/export)")
+    p.set_defaults(fn=_cmd_export)
+
+    p = add("config", help="print the full training config as YAML (what --config FILE accepts)")
+    p.add_argument("--show", action="store_true", help="print the config: the defaults, or --config/--set applied")
+    _config_flags(p)
+    p.set_defaults(fn=_cmd_config)
+
+    p = add("ope", help="rank a gym run's checkpoints from logged data (SharpeRatio@k, OPE gate)")
     p.add_argument("run", help="run directory trained with --set checkpoint_every=N --set keep_checkpoints=M")
     p.add_argument("--estimator", default="pdis", help="pdis, snpdis, tis or sntis")
     p.add_argument("--episodes", type=int, default=100, help="logged episodes (and on-policy episodes per candidate)")
@@ -397,13 +508,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_cmd_ope)
 
-    p = sub.add_parser("showcase", help="every objective on one stale sequence, per old-logit source")
+    p = add("showcase", help="every objective on one stale sequence, per old-logit source")
     p.set_defaults(fn=_cmd_showcase)
 
-    p = sub.add_parser("demo", help="pre-train (cached) and RL-train on arithmetic; print before/after")
+    p = add("demo", help="pre-train (cached) and RL-train on arithmetic; print before/after")
     p.add_argument("--fresh", action="store_true", help="ignore the cached pre-trained base")
     p.set_defaults(fn=_cmd_demo)
     return parser
+
+
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file mapping onto TrainConfig (ratiolab config --show prints one)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, nested keys "
+                   "included (repeatable), e.g. algo.lr=1e-4, algo.objective_params.clip_low=0.1, task.params.level=3")
+
+
+def _task_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", metavar="task.params.KEY=VALUE", help="a task parameter (repeatable), "
+                   "e.g. task.params.level=3, task.params={path: data.jsonl}")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -416,6 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; a bad input (config, file, folder, checkpoint) ends in one ``error:`` line on stderr
     and exit code 2, a bug in a traceback."""
     args = build_parser().parse_args(argv)
+    console.width, errors.width = _width(sys.stdout), _width(sys.stderr)  # type: ignore[assignment]  # None: measure
     try:
         code: int = args.fn(args)
     except _user_errors() as err:

@@ -6,11 +6,13 @@ and folder are fsynced before it is renamed into place, and the ``latest`` point
 removes interrupted ``.tmp-*`` folders. On resume the metrics log is cut back to the checkpoint's
 step, so no step is logged twice; a torn last line (a crash mid-write) is dropped with a warning.
 
-A checkpoint folder holds no pickle: ``weights.safetensors`` (tensors by name); the trainer's
-state (optimiser, RNG states, objective state, ...) split into ``state.safetensors`` (every
-tensor and array) and ``state.json`` (the rest, see :func:`encode_state`); and ``manifest.json``
-with the size and SHA-256 of each file, checked on load. A damaged ``latest`` checkpoint falls
-back to the newest intact one with a warning.
+A checkpoint folder holds no pickle: the weights, either a Hugging Face ``save_pretrained`` folder
+(``config.json``, ``model.safetensors``, the tokenizer; a language-model run: plain
+``AutoModelForCausalLM.from_pretrained`` loads the checkpoint, tied embeddings stored once) or
+``weights.safetensors`` (tensors by name; a gym run); the trainer's state (optimiser, RNG states,
+objective state, ...) split into ``state.safetensors`` (every tensor and array) and ``state.json`` (the
+rest, see :func:`encode_state`); and ``manifest.json`` with the size and SHA-256 of every file, checked
+on load. A damaged ``latest`` checkpoint falls back to the newest intact one with a warning.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +36,8 @@ import numpy as np
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from ratiolab.config import ConfigError
 
@@ -49,7 +54,32 @@ STATE_TYPES = (
     "ratiolab.tasks.base.Problem",
 )
 FORMAT = "ratiolab-checkpoint/2"
-FILES = ("weights.safetensors", "state.safetensors", "state.json")
+STATE_FILES = ("state.safetensors", "state.json")
+#: The weights of a checkpoint: a tensor dict (gym runs) or a ``save_pretrained`` model (language-model runs).
+WEIGHTS, HF_WEIGHTS = "weights.safetensors", "model.safetensors"
+
+
+def default_run_dir(*parts: str, root: str = "runs") -> str:
+    """``root/<parts joined by '-'>-<local time YYYYmmdd-HHMMSS>``, the folder of a run given none; a
+    numbered suffix keeps it new when two runs start in the same second."""
+    base = Path(root) / "-".join([*parts, time.strftime("%Y%m%d-%H%M%S")])
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return str(out)
+
+
+def load_weights(model: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> None:
+    """Load a checkpoint's ``weights`` into ``model``; a parameter the file omits must be tied to one it
+    holds (``save_pretrained`` stores tied embeddings once), any other gap or extra key is an error."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    params = model.state_dict()
+    stored = {params[k].data_ptr() for k in weights if k in params}
+    untied = [k for k in missing if params[k].data_ptr() not in stored]
+    if untied or unexpected:
+        raise CheckpointError(f"checkpoint weights do not fit the model: missing {untied}, unexpected {unexpected}; "
+                              "resume with the model the run started from")
 
 
 def step_seed(seed: int, step: int, salt: str) -> int:
@@ -249,6 +279,12 @@ class Checkpoint:
     step: int
     weights: dict[str, torch.Tensor]
     state: dict[str, Any]
+    folder: Path
+
+    @property
+    def is_model(self) -> bool:
+        """Whether the weights are a ``save_pretrained`` folder (``from_pretrained`` loads :attr:`folder`)."""
+        return (self.folder / "config.json").is_file()
 
 
 class RunDir:
@@ -330,20 +366,37 @@ class RunDir:
         return out
 
     # checkpoints -------------------------------------------------------------------------------
-    def save(self, step: int, weights: dict[str, torch.Tensor], state: dict[str, Any], keep: int = 2) -> Path:
+    def save(
+        self, step: int, weights: Mapping[str, torch.Tensor] | PreTrainedModel, state: dict[str, Any], keep: int = 2,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> Path:
         """Write checkpoint ``step`` atomically, point ``latest`` at it, keep the newest ``keep``.
 
+        ``weights``: a tensor dict (``weights.safetensors``) or a model, written with ``save_pretrained``
+        (with ``tokenizer``, a folder that ``from_pretrained`` and ``ratiolab eval --model`` load).
         Checkpoints of later steps (left by a run that resumed from an earlier one) are removed.
         """
         final = self.ckpt_dir / f"step-{step:08d}"
         tmp = Path(tempfile.mkdtemp(dir=self.ckpt_dir, prefix=".tmp-"))
         tree, tensors = encode_state(state)
-        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / FILES[0]))
-        save_file(tensors, str(tmp / FILES[1]))
-        (tmp / FILES[2]).write_text(json.dumps({"format": FORMAT, "state": tree}))
-        files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _digest(tmp / name)} for name in FILES}
+        if isinstance(weights, PreTrainedModel):
+            shown = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()  # no "Writing model shards" bar at every checkpoint
+            try:
+                weights.save_pretrained(tmp)
+            finally:
+                if shown:
+                    hf_logging.enable_progress_bar()
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+        else:
+            save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS))
+        save_file(tensors, str(tmp / STATE_FILES[0]))
+        (tmp / STATE_FILES[1]).write_text(json.dumps({"format": FORMAT, "state": tree}))
+        names = sorted(f.name for f in tmp.iterdir())
+        files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _digest(tmp / name)} for name in names}
         (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT, "step": step, "files": files}, indent=1))
-        for name in (*FILES, "manifest.json"):
+        for name in (*names, "manifest.json"):
             _fsync(tmp / name)
         _fsync(tmp)
         if final.exists():
@@ -381,9 +434,14 @@ class RunDir:
             raise CheckpointError(f"{folder} is damaged: manifest.json is missing")
         try:
             files = json.loads(manifest.read_text())["files"]
-            expected = {name: (int(files[name]["bytes"]), str(files[name]["sha256"])) for name in FILES}
-        except (ValueError, KeyError, TypeError) as err:
+            expected = {str(name): (int(f["bytes"]), str(f["sha256"])) for name, f in files.items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise CheckpointError(f"{folder} is damaged: manifest.json is unreadable ({err!r})") from err
+        listed = [n for n in (*STATE_FILES, WEIGHTS if WEIGHTS in expected else HF_WEIGHTS) if n not in expected]
+        odd = [n for n in expected if Path(n).name != n or n.startswith(".")]
+        if listed or odd:
+            raise CheckpointError(f"{folder} is damaged: manifest.json " + (f"lacks {listed}" if listed else
+                                  f"names files outside the folder: {odd}"))
         for name, (size, sha) in expected.items():
             f = folder / name
             if not f.is_file():
@@ -391,16 +449,16 @@ class RunDir:
             if f.stat().st_size != size or _digest(f) != sha:
                 raise CheckpointError(f"{folder} is damaged: {name} does not match its checksum in manifest.json")
         try:
-            weights = load_file(str(folder / FILES[0]))
-            doc = json.loads((folder / FILES[2]).read_text())
+            weights = load_file(str(folder / (WEIGHTS if WEIGHTS in expected else HF_WEIGHTS)))
+            doc = json.loads((folder / STATE_FILES[1]).read_text())
             if doc.get("format") != FORMAT:
                 raise CheckpointError(f"{folder}: state.json has format {doc.get('format')!r}, expected {FORMAT}")
-            state = decode_state(doc["state"], load_file(str(folder / FILES[1])))
+            state = decode_state(doc["state"], load_file(str(folder / STATE_FILES[0])))
         except CheckpointError:
             raise
         except Exception as err:  # a file that matches its checksum but does not parse: written damaged
             raise CheckpointError(f"{folder} is damaged: {err!r}") from err
-        return Checkpoint(step, weights, state)
+        return Checkpoint(step, weights, state, folder)
 
     def latest(self) -> Checkpoint | None:
         """The checkpoint ``latest`` points at; when it (or the pointer) is damaged, the newest intact one,
@@ -431,6 +489,27 @@ class RunDir:
         if errors:
             raise CheckpointError(f"{self.path} has no intact checkpoint: {'; '.join(errors)}")
         return None
+
+    def export(self, out: str | Path | None = None) -> tuple[Checkpoint, Path]:
+        """Copy the model and tokenizer of the latest intact checkpoint to ``out`` (default ``<run>/export``),
+        a plain Hugging Face folder without the trainer's state; ``out`` must be new or empty."""
+        ckpt = self.latest()
+        if ckpt is None:
+            raise FileNotFoundError(f"{self.path} holds no checkpoint yet; export it after its first checkpoint")
+        if not ckpt.is_model:
+            raise ConfigError(f"{ckpt.folder} holds {WEIGHTS} (a gym run), not a Hugging Face model: nothing to export")
+        dest = Path(out) if out is not None else self.path / "export"
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise FileExistsError(f"{dest} exists and is not an empty folder; pass another --out or remove it")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+        for f in ckpt.folder.iterdir():
+            if f.name not in (*STATE_FILES, "manifest.json"):
+                shutil.copy2(f, tmp / f.name)
+        if dest.exists():
+            dest.rmdir()
+        os.replace(tmp, dest)
+        return ckpt, dest
 
     def resume_point(self) -> Checkpoint | None:
         """The checkpoint to continue from, with the metrics log cut back to its step; ``None`` (log cleared,

@@ -34,7 +34,7 @@ def test_async_at_staleness_zero_equals_sync_step_for_step(tmp_path: Path, parti
         cfg = override(TrainConfig(), [*SMALL, f"policy.cache_dir={cache}", f"run_dir={tmp_path / name}", *extra])
         res = train(cfg, log=lambda _: None)
         rows = [r for r in RunDir.open(res.run_dir).metrics() if r["step"] > 0]
-        weights = load_file(str(res.run_dir / "checkpoints" / "step-00000003" / "weights.safetensors"))
+        weights = load_file(str(res.run_dir / "checkpoints" / "step-00000003" / "model.safetensors"))
         runs[name] = ([{k: r[k] for k in SHARED} for r in rows], weights)
     (sync_rows, sync_w), (async_rows, async_w) = runs["sync"], runs["async"]
     assert sync_rows == async_rows and sync_rows[-1]["grad_norm"] > 0

@@ -49,8 +49,8 @@ def test_resume_continues_bit_for_bit(tmp_path: Path, cache_dir: Path) -> None:
     train(half, log=lambda _: None)
     resumed = override(half, ["steps=4"])
     res_resumed = train(resumed, resume=True, log=lambda _: None)
-    a = load_file(str(res_full.run_dir / "checkpoints" / "step-00000004" / "weights.safetensors"))
-    b = load_file(str(res_resumed.run_dir / "checkpoints" / "step-00000004" / "weights.safetensors"))
+    a = load_file(str(res_full.run_dir / "checkpoints" / "step-00000004" / "model.safetensors"))
+    b = load_file(str(res_resumed.run_dir / "checkpoints" / "step-00000004" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["step"] for r in RunDir.open(res_resumed.run_dir).metrics()] == [0, 1, 2, 3, 4]
     assert (res_full.run_dir / "report.html").is_file() and any((res_full.run_dir / "plots").iterdir())

@@ -120,8 +120,8 @@ def test_remix_run_resumes_bit_for_bit_and_replays(tmp_path: Path) -> None:
     full = train(cfg("a", 6), log=lambda _: None)
     train(cfg("b", 3), log=lambda _: None)  # checkpoint at step 2 and 3: the window is saved non-empty
     resumed = train(cfg("b", 6), resume=True, log=lambda _: None)
-    a = load_file(str(full.run_dir / "checkpoints" / "step-00000006" / "weights.safetensors"))
-    b = load_file(str(resumed.run_dir / "checkpoints" / "step-00000006" / "weights.safetensors"))
+    a = load_file(str(full.run_dir / "checkpoints" / "step-00000006" / "model.safetensors"))
+    b = load_file(str(resumed.run_dir / "checkpoints" / "step-00000006" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     rows = [r for r in RunDir.open(full.run_dir).metrics() if r["step"] > 0]
     rows_b = [r for r in RunDir.open(resumed.run_dir).metrics() if r["step"] > 0]

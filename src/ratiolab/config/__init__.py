@@ -94,19 +94,31 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
 
 
 def override(cfg: T, assignments: Iterable[str]) -> T:
-    """Apply ``dotted.key=value`` assignments (values parsed as YAML scalars) to a copy of ``cfg``."""
+    """Apply ``dotted.key=value`` assignments (values parsed as YAML scalars) to a copy of ``cfg``.
+
+    A key walks config sections, then any depth of a free-form ``dict`` field, whose keys it may add:
+    ``algo.objective_params.clip_low=0.1``, ``task.params.level=2``.
+    """
     data = to_dict(cfg)
     for item in assignments:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set learner.lr=1e-4")
-        node = data
+        node, section = data, typing.cast("type | None", type(cfg))
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
-            if not isinstance(node.get(part), dict):
-                raise ConfigError(f"--set {item!r}: {'.'.join(parts[: i + 1])} is not a config section")
+            where = ".".join(parts[: i + 1])
+            if section is not None:  # a dataclass section: its fields only
+                hint = typing.get_type_hints(section).get(part) if part in node else None
+                free = typing.get_origin(hint) is dict or hint is dict
+                if not (free or (dataclasses.is_dataclass(hint) and isinstance(node[part], dict))):
+                    raise ConfigError(f"--set {item!r}: {where} is not a config section"
+                                      + ("" if part in node else f"; valid keys here: {sorted(node)}"))
+                section = None if free else typing.cast(type, hint)
+            elif not isinstance(node.setdefault(part, {}), dict):  # inside a free-form dict
+                raise ConfigError(f"--set {item!r}: {where} holds {node[part]!r}, not a mapping")
             node = node[part]
-        if parts[-1] not in node:
+        if section is not None and parts[-1] not in node:
             raise ConfigError(f"--set {item!r}: unknown key {key!r}; valid keys here: {sorted(node)}")
         value = parse_yaml(raw, f"--set {item!r}")
         glued = [k for k, v in value.items() if v is None and ":" in str(k)] if isinstance(value, dict) else []

@@ -138,7 +138,9 @@ class AlgoConfig:
     extra parameters in ``objective_params``/``advantage_params``. Each step samples
     ``prompts_per_step * samples_per_prompt`` responses and makes ``epochs`` passes over them in
     ``minibatches`` optimiser steps, each accumulated over ``micro_batches``; the learning rate
-    rises linearly to ``lr`` over the first ``warmup_steps`` optimiser steps. ``kl_placement``
+    rises linearly to ``lr`` over the first ``warmup_steps`` optimiser steps (defaults 1e-4 and 10, the
+    demo's: at 1e-3 a fresh AdamW's first, sign-like steps collapse the pre-trained tiny policy, held-out
+    accuracy 36-50 % -> 6-9 % in 40 steps). ``kl_placement``
     puts ``kl_coef * KL(pi || ref)`` into the loss (estimator ``kl_kind``), the per-token reward
     (token-level estimators only) or the sequence reward. ``kl_controller`` ``fixed`` keeps ``kl_coef``;
     ``adaptive`` starts from it and, after each batch, multiplies it by
@@ -167,8 +169,8 @@ class AlgoConfig:
     epochs: int = 1
     minibatches: int = 2
     micro_batches: int = 1
-    lr: float = 1e-3
-    warmup_steps: int = 0
+    lr: float = 1e-4
+    warmup_steps: int = 10
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     kl_placement: KlPlacement = "none"
@@ -191,9 +193,10 @@ class AlgoConfig:
 class TrainConfig:
     """A complete run: ``steps`` RL steps, held-out evaluation every ``eval_every`` steps on
     ``eval_size`` test problems (greedy, plus pass@1 over ``eval_samples`` samples per problem
-    when > 0), a checkpoint every ``checkpoint_every`` steps, in ``run_dir``;
-    ``async_rl`` switches to the asynchronous actor/learner system; ``log`` names the experiment trackers
-    that also receive every logged row (``tensorboard``, ``wandb``, ``mlflow``: :mod:`ratiolab.trackers`)."""
+    when > 0), a checkpoint every ``checkpoint_every`` steps, in ``run_dir`` (``None``: a new
+    ``runs/<objective>-<task>-<YYYYmmdd-HHMMSS>``); ``async_rl`` switches to the asynchronous actor/learner
+    system; ``log`` names the experiment trackers that also receive every logged row (``tensorboard``,
+    ``wandb``, ``mlflow``: :mod:`ratiolab.trackers`)."""
 
     task: TaskConfig = field(default_factory=TaskConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -205,7 +208,7 @@ class TrainConfig:
     eval_size: int = 200
     eval_samples: int = 0
     checkpoint_every: int = 10
-    run_dir: str = "runs/train"
+    run_dir: str | None = None
     threads: int = 0
     async_rl: AsyncConfig = field(default_factory=AsyncConfig)
     log: tuple[str, ...] = ()
@@ -222,8 +225,9 @@ class TrainConfig:
             raise ConfigError(f"policy.preset = {self.policy.preset!r} is not one of {list(PRESETS)}")
         _positive("policy.pretrain_steps", self.policy.pretrain_steps)
         check_range("policy.pretrain_lr", self.policy.pretrain_lr, "(0, inf)")
-        if not self.run_dir.strip():
-            raise ConfigError("run_dir is empty; give the folder of the run, e.g. run_dir=runs/train")
+        if self.run_dir is not None and not self.run_dir.strip():
+            raise ConfigError("run_dir is empty; give the folder of the run, e.g. run_dir=runs/train, or leave it "
+                              "unset for a timestamped folder under runs/")
         self.async_rl.validate()
         self.async_rl.check_binding(a.objective)
         if not self.async_rl.enabled:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ratiolab import tasks
-from ratiolab.config import from_dict, to_dict
+from ratiolab.config import ConfigError, from_dict, to_dict
 from ratiolab.config.train import TrainConfig
 from ratiolab.engines import HFEngine, Rollout, SamplingParams
 from ratiolab.learner import loop
@@ -28,7 +28,7 @@ from ratiolab.policies.source import policy_source
 from ratiolab.report import Panel, write_report
 from ratiolab.rollout import Experience, collect
 from ratiolab.rollout.sampler import make_engine, sample_step, sampling_params
-from ratiolab.runs import RunDir, check_resume_config, rng_state, step_seed
+from ratiolab.runs import RunDir, check_resume_config, default_run_dir, load_weights, rng_state, step_seed
 from ratiolab.trackers import make_trackers
 
 Progress = Callable[[int, dict[str, float]], None]
@@ -216,12 +216,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     first checkpoint starts over in its folder.
     """
     cfg.validate()
+    if cfg.run_dir is None and resume:
+        raise ConfigError("resume: give run_dir, the folder of the run to continue")
+    run_dir = cfg.run_dir if cfg.run_dir is not None else default_run_dir(cfg.algo.objective, cfg.task.name)
+    cfg = replace(cfg, run_dir=run_dir)  # the config stored in the run names its folder
     if cfg.async_rl.enabled and cfg.async_rl.backend == "ray":
         ray_backend.preflight(cfg.async_rl)  # a Ray address that does not answer fails before any file is written
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     start_time = time.perf_counter()
-    run = RunDir.open(cfg.run_dir) if resume else None
+    run = RunDir.open(run_dir) if resume else None
     if run is not None:
         stored = run.config()
         stored.pop("policy_source", None)
@@ -233,6 +237,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     prompts = task.sample(cfg.eval_size, "test", cfg.seed) + task.sample(
         cfg.algo.prompts_per_step, "train", step_seed(cfg.seed, 1, "problems"))
     check_context(model, tok, [p.prompt for p in prompts], max_response_length(cfg, task), f"task {cfg.task.name}")
+    if task.long_answers:
+        need = tasks.completion_tokens(task, prompts, tok)
+        if need > cfg.sampling.max_new_tokens:
+            raise ConfigError(f"sampling.max_new_tokens = {cfg.sampling.max_new_tokens} cuts the answers of task "
+                              f"{cfg.task.name} (the longest sampled one takes {need} tokens with EOS); raise it, "
+                              f"e.g. --set sampling.max_new_tokens={need}")
     ref = load_policy(source)[0].eval() if cfg.algo.kl_placement != "none" else None
     sc, kept = cfg.sampling, cfg.sampling.logprob_support == "kept"  # kept: score on the engine's truncated support
     support = SamplingParams(temperature=sc.temperature, top_p=sc.top_p, top_k=sc.top_k) if kept else None
@@ -246,9 +256,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         ckpt = run.resume_point()  # a run without an intact checkpoint stops here, its config untouched
         run.write_config(stored_cfg)  # an extended run records its new length
     else:
-        run, ckpt = RunDir.create(cfg.run_dir, stored_cfg), None
+        run, ckpt = RunDir.create(run_dir, stored_cfg), None
     if ckpt is not None:
-        model.load_state_dict(ckpt.weights)
+        load_weights(model, ckpt.weights)
         learner.load_state_dict(ckpt.state["learner"])
         first, base = ckpt.step + 1, dict(ckpt.state["base_eval"])
         log(f"resumed {run.path} at step {ckpt.step}")
@@ -267,9 +277,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
             metrics["time/eval"] = time.perf_counter() - t0
         run.log(metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            run.save(step, dict(model.state_dict()), {
+            run.save(step, model, {
                 "learner": learner.state_dict(), "base_eval": base, "rng": rng_state(), "step": step,
-            })
+            }, tokenizer=tok)
         if progress is not None:
             progress(step, {"reward": metrics["reward/mean"], "accuracy": last["eval/accuracy"]})
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -110,8 +111,12 @@ def _lr_factor(step: int, cfg: PretrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def pretrain(task: Task, out_dir: str | Path, cfg: PretrainConfig | None = None) -> PretrainResult:
+def pretrain(
+    task: Task, out_dir: str | Path, cfg: PretrainConfig | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> PretrainResult:
     """Train a fresh ``cfg.preset`` policy on ``task`` demonstrations; save model + tokenizer atomically.
+    ``progress(step, loss)`` is called after each step (1-based).
 
     Problems come from the task's train split only. ``out_dir`` is replaced as a whole: the
     checkpoint is written to a temporary sibling folder, then renamed into place.
@@ -133,6 +138,8 @@ def pretrain(task: Task, out_dir: str | Path, cfg: PretrainConfig | None = None)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
+        if progress is not None:
+            progress(step + 1, float(loss.detach()))
     model.eval()
     result = PretrainResult(
         out_dir=str(out_dir), steps=cfg.steps, final_loss=float(loss.detach()), n_params=n_params(model),

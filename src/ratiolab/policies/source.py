@@ -13,10 +13,11 @@ from ratiolab.config.train import TrainConfig
 from ratiolab.policies.pretrain import PretrainConfig, pretrain
 
 
-def policy_source(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
+def policy_source(cfg: TrainConfig, log: Callable[[str], None] = print,
+                  progress: Callable[[int, float], None] | None = None) -> Path:
     """The checkpoint folder to start from: ``policy.model``, or the cached pre-trained base (pre-trained on
     the task's demonstrations on first use, under ``policy.cache_dir``, keyed by task, preset, steps, lr,
-    batch size and the run's seed, which also seeds the pre-training)."""
+    batch size and the run's seed, which also seeds the pre-training; ``progress(step, loss)`` follows it)."""
     p = cfg.policy
     if p.model is not None:
         return Path(p.model)
@@ -29,6 +30,6 @@ def policy_source(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     if not (folder / "config.json").is_file():
         log(f"pre-training a {p.preset} policy on {cfg.task.name} demonstrations -> {folder}")
         task = tasks.get(cfg.task.name, **cfg.task.params)
-        result = pretrain(task, folder, pre)
+        result = pretrain(task, folder, pre, progress=progress)
         log(f"pre-trained in {result.seconds:.1f} s (final loss {result.final_loss:.3f})")
     return folder

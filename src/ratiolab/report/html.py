@@ -1,12 +1,16 @@
 """``report.html`` for a run directory: a summary table, PNG plots of chosen metrics, the config.
 
 Panels name metric keys of ``metrics.jsonl``; keys a run did not log are skipped, and a panel
-with none of its keys is left out, so one panel list serves several kinds of run.
+with none of its keys is left out, so one panel list serves several kinds of run. The title, summary,
+notes and panels of a report are kept in ``report.json`` beside it, so :func:`rewrite_report`
+(``ratiolab report``) renders the same page again from newer metrics.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +24,8 @@ import matplotlib.pyplot as plt
 import yaml
 
 from ratiolab.runs import RunDir, atomic_write_text
+
+SPEC = "report.json"
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,11 @@ def write_report(
     summary: Sequence[tuple[str, str]] = (),
     notes: Sequence[str] = (),
 ) -> Path:
-    """Render the plots to ``run/plots/*.png`` and write ``run/report.html``; returns its path."""
+    """Render the plots to ``run/plots/*.png`` and write ``run/report.html`` (and ``report.json``, what it
+    shows); returns its path."""
+    spec = {"title": title, "summary": [list(kv) for kv in summary], "notes": list(notes),
+            "panels": [dataclasses.asdict(p) for p in panels]}
+    atomic_write_text(run.path / SPEC, json.dumps(spec, indent=1))
     rows = run.metrics()
     plot_dir = run.path / "plots"
     plot_dir.mkdir(exist_ok=True)
@@ -108,3 +118,21 @@ pre {{ background: #f6f6f6; padding: .8rem; overflow-x: auto; }}
     out = run.path / "report.html"
     atomic_write_text(out, page)
     return out
+
+
+def rewrite_report(run: RunDir, panels: Sequence[Panel], title: str) -> Path:
+    """Write ``run``'s report again from its current metrics: with the title, summary, notes and panels stored
+    in ``report.json`` by the run's last :func:`write_report`, else (a run still going) with ``panels`` and
+    ``title`` and the last logged step as the summary."""
+    file = run.path / SPEC
+    if not file.is_file():
+        step = run.last_values(("step",)).get("step")
+        return write_report(run, panels, title=title, summary=[("last logged step", str(step))],
+                            notes=["The run has not finished: this report shows the metrics logged so far."])
+    try:
+        spec = json.loads(file.read_text())
+        stored = [Panel(**{**p, "keys": tuple(p["keys"])}) for p in spec["panels"]]
+        summary, notes = [(str(k), str(v)) for k, v in spec["summary"]], [str(n) for n in spec["notes"]]
+        return write_report(run, stored, title=str(spec["title"]), summary=summary, notes=notes)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{file} is damaged ({err!r}); delete it to rebuild the report from {run.CONFIG}") from err

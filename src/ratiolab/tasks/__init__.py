@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ratiolab.tasks.arithmetic import Arithmetic
-from ratiolab.tasks.base import SPLITS, MultiTurnTask, Problem, ProceduralTask, Split, Task
+from ratiolab.tasks.base import SPLITS, MultiTurnTask, Problem, ProceduralTask, Split, Task, completion_tokens
 from ratiolab.tasks.countdown import Countdown
 from ratiolab.tasks.guess import GuessNumber
 from ratiolab.tasks.jsonl import JsonlTask
@@ -25,5 +25,5 @@ def names() -> list[str]:
 
 __all__ = [
     "SPLITS", "Arithmetic", "Countdown", "GuessNumber", "JsonlTask", "MultiTurnTask", "Problem",
-    "ProceduralTask", "Split", "Task", "get", "names",
+    "ProceduralTask", "Split", "Task", "completion_tokens", "get", "names",
 ]

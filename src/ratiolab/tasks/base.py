@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Split = Literal["train", "test"]
 SPLITS: tuple[Split, ...] = ("train", "test")
@@ -50,6 +50,9 @@ class Task(ABC):
 
     name: str = ""
     multi_turn: bool = False
+    #: Whether a response must hold a whole demonstration (free-text solutions, not a short answer): a run
+    #: checks before it starts that ``sampling.max_new_tokens`` fits them (:func:`completion_tokens`).
+    long_answers: bool = False
 
     @abstractmethod
     def sample(self, n: int, split: Split = "train", seed: int = 0) -> list[Problem]:
@@ -67,6 +70,14 @@ class Task(ABC):
         """Separate reward components (e.g. correctness, format), the same ``K`` for every completion, for
         multi-reward advantages (GDPO); ``None`` (the default): the task has only :meth:`reward`."""
         return None
+
+
+def completion_tokens(task: Task, problems: Sequence[Problem], tokenizer: Callable[..., Any]) -> int:
+    """The ``max_new_tokens`` that holds every demonstration of ``problems``: the longest, in ``tokenizer``'s
+    tokens (a Hugging Face tokenizer; no special tokens), plus one for the end-of-sequence token."""
+    if not problems:
+        raise ValueError("problems is empty: no demonstration to measure")
+    return max(len(tokenizer(task.demonstration(p), add_special_tokens=False)["input_ids"]) for p in problems) + 1
 
 
 class ProceduralTask(Task):

@@ -35,6 +35,7 @@ class JsonlTask(Task):
     """
 
     name = "jsonl"
+    long_answers = True
 
     def __init__(
         self,
