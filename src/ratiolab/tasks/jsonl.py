@@ -173,6 +173,11 @@ def _parquet(path: Path) -> list[dict[str, object]]:
 def _from_disk(path: Path) -> list[dict[str, object]]:
     import datasets
 
+    try:  # a dataset saved with no rows has no data files, and datasets fails to load it
+        if json.loads((path / "state.json").read_text()).get("_data_files") == []:
+            return []
+    except (OSError, ValueError, AttributeError):
+        pass  # not a saved dataset: load_from_disk says so below
     try:
         loaded = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError, OSError) as err:
