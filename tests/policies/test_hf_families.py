@@ -33,6 +33,7 @@ from transformers import (
 from ratiolab import tasks
 from ratiolab.cli import main
 from ratiolab.engines import HFEngine, SamplingParams, hf_engine
+from ratiolab.engines.decoders import CompiledLlamaDecoder, FusedLlamaDecoder, HFDecoder
 from ratiolab.policies import load_policy, token_logprobs
 from ratiolab.policies.pretrain import completion_loss, demonstration_batch
 
@@ -71,9 +72,12 @@ def build(family: str, vocab: int, tied: bool = False) -> PreTrainedModel:
                                           tie_word_embeddings=tied, **ids))
     if family == "llama":
         return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, **shape, **ids))
-    if family == "qwen2":
+    if family.startswith("qwen2"):
+        window = {"use_sliding_window": True, "sliding_window": 4} if family == "qwen2-sliding" else {}
         return Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab, num_key_value_heads=2, tie_word_embeddings=False,
-                                            **shape, **ids))
+                                            **window, **shape, **ids))
+    if family == "llama-bias":
+        return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, attention_bias=True, mlp_bias=True, **shape, **ids))
     return BloomForCausalLM(BloomConfig(vocab_size=vocab, hidden_size=32, n_layer=2, n_head=4, **ids))
 
 
@@ -124,14 +128,14 @@ def test_sampler_and_scorer_agree_under_left_padding(family: str, folders: dict[
 
 
 @pytest.mark.parametrize(("family", "asked", "runs"), [
-    ("llama", "fused", "fused"), ("gpt2", "fused", "loop"), ("qwen2", "compiled", "loop"), ("qwen2", "auto", "loop"),
-    ("bloom", "loop", "generate"),
+    ("llama", "fused", "fused"), ("qwen2", "auto", "fused"), ("gpt2", "fused", "loop"), ("gpt2", "compiled", "loop"),
+    ("gpt2", "auto", "loop"), ("qwen2-sliding", "fused", "loop"), ("bloom", "loop", "generate"),
 ])
 def test_unsupported_backend_falls_back_with_one_line(family: str, asked: Any, runs: str, tok: PreTrainedTokenizerFast,
                                                       caplog: pytest.LogCaptureFixture) -> None:
-    """The fused decoder reproduces plain Llama only: other families asked for it run the model's own forward in
-    the decode loop, and a model without ``position_ids`` (Bloom, ALiBi) runs ``generate``; one log line, and the
-    engine samples."""
+    """The fused decoder reproduces Llama and Qwen2 (full attention) only: other models asked for it run their own
+    forward in the decode loop, and a model without ``position_ids`` (Bloom, ALiBi) runs ``generate``; one log
+    line, and the engine samples."""
     hf_engine._fallback_message.cache_clear()
     model = build(family, len(tok))
     with caplog.at_level(logging.WARNING, logger="ratiolab.engines.hf_engine"):
@@ -139,11 +143,34 @@ def test_unsupported_backend_falls_back_with_one_line(family: str, asked: Any, r
         HFEngine(model, tok, dtype=torch.float32, backend=asked)  # the message is given once
     assert engine.backend == runs
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == (asked != runs), lines
+    assert len(lines) == (runs != ("fused" if asked == "auto" else asked)), lines
     if lines:
         assert lines[0].count("\n") == 0 and type(model).__name__ in lines[0] and repr(runs) in lines[0]
     rollout = engine.generate(["What is 1 plus 2?\n", "What is 10 plus 20?\n"], SamplingParams(max_new_tokens=4))
     assert rollout.tokens.shape[0] == 2 and bool((rollout.behav_logp[rollout.mask.bool()] < 0).all())
+
+
+@pytest.mark.parametrize(("family", "decoder"), [
+    ("qwen2", FusedLlamaDecoder), ("llama-bias", FusedLlamaDecoder),
+    pytest.param("qwen2", CompiledLlamaDecoder, marks=pytest.mark.slow),  # a second torch.compile: ~30 s
+])
+def test_fused_decoder_reproduces_biased_projections(family: str, decoder: type[FusedLlamaDecoder],
+                                                     tok: PreTrainedTokenizerFast) -> None:
+    """Qwen2's q/k/v biases (and Llama's optional attention and MLP biases) in the fused decoder: its logits match
+    the model's own forward at the prefill and at each step of a left-padded batch (biases randomised so that
+    dropping one changes the logits)."""
+    model = build(family, len(tok)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.5)
+    ids, mask = HFEngine(model, tok, dtype=torch.float32).encode_prompts(["What is 3 plus 4?\n", "12+3=15 #### 1"])
+    fused, reference = decoder(model, 2, ids.shape[1] + 3), HFDecoder(model)
+    with torch.no_grad():
+        torch.testing.assert_close(fused.prefill(ids, mask), reference.prefill(ids, mask), atol=1e-5, rtol=0)
+        for token in ([5, 9], [40, 2], [7, 7]):
+            step = torch.tensor(token)
+            torch.testing.assert_close(fused.step(step), reference.step(step), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -79,7 +79,7 @@ def test_truncated_parquet_and_other_unreadable_files(tmp_path: Path) -> None:
                                          "may be truncated"):
         tasks.get("jsonl", path=path)
     (tmp_path / "x.parquet").write_bytes(b"")
-    with pytest.raises(ValueError, match="x.parquet is not a readable parquet file"):
+    with pytest.raises(ValueError, match=r"x\.parquet is not a readable parquet file"):
         tasks.get("jsonl", path=tmp_path / "x.parquet")
     (tmp_path / "folder").mkdir()
     with pytest.raises(ValueError, match=r"folder is not a folder written by Dataset.save_to_disk \("):

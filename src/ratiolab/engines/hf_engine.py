@@ -3,7 +3,7 @@
 Backends share the prompt handling and the ``Rollout`` output:
 
 - ``"fused"``: a hand-written decode loop (one prefill over left-padded prompts, then one
-  forward per token) on ``FusedLlamaDecoder`` — Llama models only, the fastest on CPU;
+  forward per token) on ``FusedLlamaDecoder`` — Llama and Qwen2 models only, the fastest on CPU;
 - ``"compiled"``: ``"fused"`` with its decode step compiled by ``torch.compile`` (``CompiledLlamaDecoder``);
   the first batch, and the first of another shape, pay the compilation (tens of seconds on CPU);
 - ``"loop"``: the same loop on the model's own forward with a ``DynamicCache`` (any HF model);
@@ -11,7 +11,7 @@ Backends share the prompt handling and the ``Rollout`` output:
   its processed scores. No mid-generation hook.
 - ``"auto"`` (default): ``"fused"`` when the model supports it, else ``"loop"``.
 
-A model family the fused decoder does not reproduce (GPT-2, Qwen2, ...; see ``decoders.supports_fused``)
+A model family the fused decoder does not reproduce (GPT-2, ...; see ``decoders.supports_fused``)
 asked for ``"fused"``/``"compiled"`` runs ``"loop"`` instead, and a model whose forward takes no
 ``position_ids`` (which the loop needs to skip left padding) runs ``"generate"``; each fallback logs one
 line and never fails.
@@ -42,7 +42,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import torch
-from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    GenerationConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen2ForCausalLM,
+)
 
 from ratiolab.engines.decoders import CompiledLlamaDecoder, Decoder, FusedLlamaDecoder, HFDecoder, supports_fused
 from ratiolab.engines.sampling import Rollout, SamplingParams, sampling_logprobs
@@ -88,7 +94,7 @@ def resolve_backend(model: PreTrainedModel, backend: Backend) -> Backend:
 
 @functools.cache
 def _fallback_message(model: str, wanted: str, chosen: str) -> None:
-    why = "has no fused decoder (plain Llama only)" if chosen == "loop" else "takes no position_ids (loop needs them)"
+    why = "has no fused decoder (Llama, Qwen2)" if chosen == "loop" else "takes no position_ids (loop needs them)"
     log.warning("sampling backend %r: %s %s; sampling with %r", wanted, model, why, chosen)
 
 
@@ -194,7 +200,7 @@ class HFEngine:
 
     def _decoder(self, batch: int, max_len: int) -> Decoder:
         if self.backend in ("fused", "compiled"):
-            assert isinstance(self.model, LlamaForCausalLM)
+            assert isinstance(self.model, (LlamaForCausalLM, Qwen2ForCausalLM))
             fused = CompiledLlamaDecoder if self.backend == "compiled" else FusedLlamaDecoder
             return fused(self.model, batch, max_len)
         return HFDecoder(self.model)
