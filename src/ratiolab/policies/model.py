@@ -22,6 +22,7 @@ from transformers import (
 from ratiolab.config import ConfigError
 from ratiolab.engines.hf_engine import encode_prompt
 from ratiolab.policies.tokenizer import build_tokenizer
+from ratiolab.tasks.jsonl import first_line
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,12 @@ def load_policy(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerB
     try:
         tokenizer = loader.from_pretrained(folder, local_files_only=True)
     except Exception as err:  # tokenizers raises plain Exceptions from Rust
-        raise ConfigError(f"the tokenizer in {folder} does not load ({_first_line(err)}); save the tokenizer "
+        raise ConfigError(f"the tokenizer in {folder} does not load ({first_line(err)}); save the tokenizer "
                           "again with tokenizer.save_pretrained") from err
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     except Exception as err:  # torch, safetensors and pickle raise their own types for damaged files
-        raise ConfigError(f"the model in {folder} does not load ({_first_line(err)}); {_RESAVE}") from err
+        raise ConfigError(f"the model in {folder} does not load ({first_line(err)}); {_RESAVE}") from err
     embedding = model.get_input_embeddings()
     assert isinstance(embedding, torch.nn.Embedding)
     n_embed = embedding.num_embeddings
@@ -154,11 +155,6 @@ def check_context(
             f"{source}: a prompt of {longest} tokens + max_new_tokens = {max_new_tokens} exceeds the model's context "
             f"of {limit} positions (max_position_embeddings); shorten the prompts or lower max_new_tokens"
         )
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
 def _json_file(file: Path, what: str) -> Any:

@@ -164,7 +164,7 @@ def _parquet(path: Path) -> list[dict[str, object]]:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
-        raise ValueError(f"{path} is not a readable parquet file ({_first_line(err)}); it may be truncated, "
+        raise ValueError(f"{path} is not a readable parquet file ({first_line(err)}); it may be truncated, "
                          "write it again") from err
     rows: list[dict[str, object]] = table.to_pylist()
     return rows
@@ -181,12 +181,13 @@ def _from_disk(path: Path) -> list[dict[str, object]]:
     try:
         loaded = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError, OSError) as err:
-        raise ValueError(f"{path} is not a folder written by Dataset.save_to_disk ({_first_line(err)})") from err
+        raise ValueError(f"{path} is not a folder written by Dataset.save_to_disk ({first_line(err)})") from err
     if isinstance(loaded, datasets.DatasetDict):
         raise ValueError(f"{path} holds a DatasetDict with splits {list(loaded)}; point path at one split's folder")
     return [dict(row) for row in loaded]
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message``: an exception from a library, fit for a one-line error."""
     lines = str(err).strip().splitlines()
     return f"{type(err).__name__}: {lines[0] if lines else ''}"
