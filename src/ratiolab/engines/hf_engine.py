@@ -88,14 +88,15 @@ def resolve_backend(model: PreTrainedModel, backend: Backend) -> Backend:
     if chosen == "loop" and "position_ids" not in inspect.signature(model.forward).parameters:
         chosen = "generate"
     if chosen != backend and not (backend == "auto" and chosen == "fused"):
-        _fallback_message(type(model).__name__, backend, chosen)
+        _fallback_message(type(model).__name__, chosen)
     return chosen
 
 
 @functools.cache
-def _fallback_message(model: str, wanted: str, chosen: str) -> None:
-    why = "has no fused decoder (Llama, Qwen2)" if chosen == "loop" else "takes no position_ids (loop needs them)"
-    log.warning("sampling backend %r: %s %s; sampling with %r", wanted, model, why, chosen)
+def _fallback_message(model: str, chosen: str) -> None:
+    """One line per model class and backend it falls back to, however many engines are built."""
+    why = "has no fused decoder (Llama, Qwen2 only)" if chosen == "loop" else "takes no position_ids (loop needs them)"
+    log.warning("sampling: %s %s; using the %r backend", model, why, chosen)
 
 
 class HFEngine:
