@@ -125,9 +125,9 @@ def test_jsonl_file_and_datasets_folder(tmp_path: Path) -> None:
 
 
 def test_jsonl_bad_inputs(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="neither"):
+    with pytest.raises(ValueError, match="does not exist"):
         tasks.get("jsonl", path=tmp_path / "missing.csv")
     path = tmp_path / "data.jsonl"
     _write_rows(path, 3)
-    with pytest.raises(ValueError, match="prompt_field"):
-        tasks.get("jsonl", path=path, prompt_field="q")
+    with pytest.raises(ValueError, match=r"no column 'q' \(task\.params\.question\)"):
+        tasks.get("jsonl", path=path, question="q")

@@ -1,9 +1,10 @@
 """Incremental forward passes with a KV cache, used by ``HFEngine``'s decode loop.
 
 ``HFDecoder`` calls the model's own forward on a ``DynamicCache`` (any HF causal LM).
-``FusedLlamaDecoder`` re-implements the Llama forward for decoding: fused QKV and gate/up
-projections, a preallocated KV cache and one boolean attention mask per step, which removes
-most per-step Python overhead for small models. ``CompiledLlamaDecoder`` runs its decode steps
+``FusedLlamaDecoder`` re-implements the Llama forward for decoding (Llama with or without projection
+biases, and Qwen2, which is Llama with q/k/v biases): fused QKV and gate/up projections, a preallocated
+KV cache and one boolean attention mask per step, which removes most per-step Python overhead for
+small models. ``CompiledLlamaDecoder`` runs its decode steps
 through ``torch.compile`` on static shapes. All return the logits of the last position.
 """
 
@@ -15,9 +16,16 @@ from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache, LlamaForCausalLM, PreTrainedModel
+from transformers import DynamicCache, LlamaForCausalLM, PreTrainedModel, Qwen2ForCausalLM
 
 from ratiolab.engines.sampling import position_ids
+
+FusedLayer = tuple[
+    torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None,
+    torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None,
+]
+"""One layer's weights in ``FusedLlamaDecoder``: ``(norm_in, w_qkv, b_qkv, w_o, b_o, norm_post, w_gate_up, b_gate_up,
+w_down, b_down)``, a bias ``None`` where the projections have none."""
 
 
 class Decoder(Protocol):
@@ -57,14 +65,20 @@ class HFDecoder:
 
 
 def supports_fused(model: PreTrainedModel) -> bool:
-    """Whether ``FusedLlamaDecoder`` reproduces ``model``'s forward (plain Llama, SiLU, no biases)."""
+    """Whether ``FusedLlamaDecoder`` reproduces ``model``'s forward: Llama or Qwen2 (full attention in every
+    layer), SiLU MLP."""
     cfg = model.config
-    return (
-        isinstance(model, LlamaForCausalLM)
-        and cfg.hidden_act == "silu"
-        and not cfg.attention_bias
-        and not cfg.mlp_bias
-    )
+    full = not getattr(cfg, "use_sliding_window", False) and all(
+        t == "full_attention" for t in getattr(cfg, "layer_types", None) or ())
+    return isinstance(model, (LlamaForCausalLM, Qwen2ForCausalLM)) and cfg.hidden_act == "silu" and full
+
+
+def _cat(*biases: torch.Tensor | None) -> torch.Tensor | None:
+    """The fused bias of fused projections (``None`` when they have none)."""
+    if all(b is None for b in biases):
+        return None
+    assert all(b is not None for b in biases), "a fused projection mixes biased and unbiased parts"
+    return torch.cat([b for b in biases if b is not None])
 
 
 class FusedLlamaDecoder:
@@ -74,9 +88,10 @@ class FusedLlamaDecoder:
     query sees itself, so no softmax row is empty).
     """
 
-    def __init__(self, model: LlamaForCausalLM, batch: int, max_len: int) -> None:
+    def __init__(self, model: LlamaForCausalLM | Qwen2ForCausalLM, batch: int, max_len: int) -> None:
         if not supports_fused(model):
-            raise ValueError("FusedLlamaDecoder needs a LlamaForCausalLM with SiLU and no biases; use backend='loop'")
+            raise ValueError("FusedLlamaDecoder needs a Llama or Qwen2 model with SiLU and full attention; use "
+                             "backend='loop'")
         cfg = model.config
         self.model = model
         self.n_heads: int = cfg.num_attention_heads
@@ -95,16 +110,18 @@ class FusedLlamaDecoder:
     def _read_weights(self) -> None:
         """Fuse the model's current weights (a decoder lives for one generation with one version)."""
         inner = self.model.model
-        self.layers = [
+        self.layers: list[FusedLayer] = [
             (
                 layer.input_layernorm.weight,
                 torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),
-                layer.self_attn.o_proj.weight,
+                _cat(attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias),
+                attn.o_proj.weight, attn.o_proj.bias,
                 layer.post_attention_layernorm.weight,
-                torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]),
-                layer.mlp.down_proj.weight,
+                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),
+                _cat(mlp.gate_proj.bias, mlp.up_proj.bias),
+                mlp.down_proj.weight, mlp.down_proj.bias,
             )
-            for layer, attn in ((layer, layer.self_attn) for layer in inner.layers)
+            for layer, attn, mlp in ((layer, layer.self_attn, layer.mlp) for layer in inner.layers)
         ]
 
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -138,17 +155,17 @@ class FusedLlamaDecoder:
         visible = (k_pos <= q_pos) & (self.key_valid[:, None, :end] | (k_pos == q_pos))
         mask = visible[:, None]
         n_q, n_kv = self.n_heads * self.head_dim, self.n_kv * self.head_dim
-        for i, (w_in, w_qkv, w_o, w_post, w_gate_up, w_down) in enumerate(self.layers):
-            q, k, v = F.linear(self._rms(x, w_in), w_qkv).split([n_q, n_kv, n_kv], dim=-1)
+        for i, (w_in, w_qkv, b_qkv, w_o, b_o, w_post, w_gate_up, b_gate_up, w_down, b_down) in enumerate(self.layers):
+            q, k, v = F.linear(self._rms(x, w_in), w_qkv, b_qkv).split([n_q, n_kv, n_kv], dim=-1)
             q = q.view(batch, width, -1, self.head_dim).transpose(1, 2)
             k = k.view(batch, width, -1, self.head_dim).transpose(1, 2)
             q = q * cos + _rotate_half(q) * sin
             self.keys[i][:, :, start:end] = k * cos + _rotate_half(k) * sin
             self.values[i][:, :, start:end] = v.view(batch, width, -1, self.head_dim).transpose(1, 2)
             attn = self._attend(q, self.keys[i][:, :, :end], self.values[i][:, :, :end], mask)
-            x = x + F.linear(attn.transpose(1, 2).reshape(batch, width, -1), w_o)
-            gate, up = F.linear(self._rms(x, w_post), w_gate_up).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, w_down)
+            x = x + F.linear(attn.transpose(1, 2).reshape(batch, width, -1), w_o, b_o)
+            gate, up = F.linear(self._rms(x, w_post), w_gate_up, b_gate_up).chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, w_down, b_down)
         self.length = end
         return self.model.lm_head(inner.norm(x[:, -1]))
 
@@ -174,7 +191,7 @@ class CompiledLlamaDecoder(FusedLlamaDecoder):
     (automatic dynamic shapes), which then serves every shape.
     """
 
-    def __init__(self, model: LlamaForCausalLM, batch: int, max_len: int) -> None:
+    def __init__(self, model: LlamaForCausalLM | Qwen2ForCausalLM, batch: int, max_len: int) -> None:
         super().__init__(model, batch, max_len)
         inner = model.model
         probe = torch.zeros(1, dtype=model.lm_head.weight.dtype)
@@ -210,7 +227,7 @@ class CompiledLlamaDecoder(FusedLlamaDecoder):
         key_valid: torch.Tensor,
         keys: list[torch.Tensor],
         values: list[torch.Tensor],
-        layers: list[tuple[torch.Tensor, ...]],
+        layers: list[FusedLayer],
     ) -> torch.Tensor:
         """One token per row at cache ``slot``; ``positions`` ``[B]`` are the RoPE positions."""
         batch, hd = tokens.shape[0], self.head_dim
@@ -219,16 +236,16 @@ class CompiledLlamaDecoder(FusedLlamaDecoder):
         x = F.embedding(tokens, self.embed)
         cos, sin = self.cos[positions][:, None, None], self.sin[positions][:, None, None]
         n_q, n_kv = self.n_heads * hd, self.n_kv * hd
-        for i, (w_in, w_qkv, w_o, w_post, w_gate_up, w_down) in enumerate(layers):
-            q, k, v = F.linear(self._rms(x, w_in), w_qkv).split([n_q, n_kv, n_kv], dim=-1)
+        for i, (w_in, w_qkv, b_qkv, w_o, b_o, w_post, w_gate_up, b_gate_up, w_down, b_down) in enumerate(layers):
+            q, k, v = F.linear(self._rms(x, w_in), w_qkv, b_qkv).split([n_q, n_kv, n_kv], dim=-1)
             q = q.view(batch, -1, 1, hd)
             k = k.view(batch, -1, 1, hd)
             keys[i].index_copy_(2, slot, k * cos + _rotate_half(k) * sin)
             values[i].index_copy_(2, slot, v.view(batch, -1, 1, hd))
             attn = self._attend(q * cos + _rotate_half(q) * sin, keys[i], values[i], mask)
-            x = x + F.linear(attn.reshape(batch, n_q), w_o)
-            gate, up = F.linear(self._rms(x, w_post), w_gate_up).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, w_down)
+            x = x + F.linear(attn.reshape(batch, n_q), w_o, b_o)
+            gate, up = F.linear(self._rms(x, w_post), w_gate_up, b_gate_up).chunk(2, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, w_down, b_down)
         return F.linear(self._rms(x, self.final_norm), self.head)
 
 

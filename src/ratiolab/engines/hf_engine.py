@@ -3,13 +3,21 @@
 Backends share the prompt handling and the ``Rollout`` output:
 
 - ``"fused"``: a hand-written decode loop (one prefill over left-padded prompts, then one
-  forward per token) on ``FusedLlamaDecoder`` — Llama models only, the fastest on CPU;
+  forward per token) on ``FusedLlamaDecoder`` — Llama and Qwen2 models only, the fastest on CPU;
 - ``"compiled"``: ``"fused"`` with its decode step compiled by ``torch.compile`` (``CompiledLlamaDecoder``);
   the first batch, and the first of another shape, pay the compilation (tens of seconds on CPU);
 - ``"loop"``: the same loop on the model's own forward with a ``DynamicCache`` (any HF model);
 - ``"generate"``: ``model.generate`` with the same sampling warpers; ``behav_logp`` comes from
   its processed scores. No mid-generation hook.
 - ``"auto"`` (default): ``"fused"`` when the model supports it, else ``"loop"``.
+
+A model family the fused decoder does not reproduce (GPT-2, ...; see ``decoders.supports_fused``)
+asked for ``"fused"``/``"compiled"`` runs ``"loop"`` instead, and a model whose forward takes no
+``position_ids`` (which the loop needs to skip left padding) runs ``"generate"``; each fallback logs one
+line and never fails.
+
+Prompt strings are encoded by :func:`encode_prompt`: a ``tasks.ChatPrompt`` through the tokenizer's
+chat template, any other string with the tokenizer's special tokens.
 
 In the loop backends an optional hook runs between two decode steps and may call
 ``load_weights``: later tokens come from the new weights and record the new version, so one
@@ -27,14 +35,24 @@ learner's fp32 weights, so ``behav_logp`` differs from an fp32 rescoring (the ``
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import torch
-from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    GenerationConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Qwen2ForCausalLM,
+)
 
 from ratiolab.engines.decoders import CompiledLlamaDecoder, Decoder, FusedLlamaDecoder, HFDecoder, supports_fused
 from ratiolab.engines.sampling import Rollout, SamplingParams, sampling_logprobs
+from ratiolab.tasks.jsonl import ChatPrompt
 
 Backend = Literal["auto", "fused", "compiled", "loop", "generate"]
 Prompts = Sequence[str] | Sequence[Sequence[int]]
@@ -42,6 +60,43 @@ Prompts = Sequence[str] | Sequence[Sequence[int]]
 _InFlight = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, SamplingParams]
 StepHook = Callable[[int], None]
 """Called as ``hook(step)`` after token ``step`` was sampled and before the next forward pass."""
+log = logging.getLogger(__name__)
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
+    """Token ids of ``prompt``: a :class:`~ratiolab.tasks.jsonl.ChatPrompt` rendered by the tokenizer's chat
+    template with the generation prompt (``apply_chat_template``; no special tokens added on top, the template
+    holds its own), any other string with the tokenizer's special tokens (BOS)."""
+    if not isinstance(prompt, ChatPrompt):
+        ids: list[int] = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        return ids
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("a chat prompt (task.params.chat_template=true) needs a tokenizer with a chat_template; "
+                         "set tokenizer.chat_template and save the tokenizer again, or drop chat_template")
+    text = tokenizer.apply_chat_template(prompt.messages(), add_generation_prompt=True, tokenize=False)
+    assert isinstance(text, str)
+    chat_ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return chat_ids
+
+
+def resolve_backend(model: PreTrainedModel, backend: Backend) -> Backend:
+    """The backend that runs ``model``: ``auto``/``fused``/``compiled`` need ``supports_fused`` (else ``loop``),
+    and ``loop`` a forward that takes ``position_ids`` (else ``generate``); a fallback logs one line, once."""
+    chosen = backend
+    if chosen in ("auto", "fused", "compiled"):
+        chosen = ("compiled" if backend == "compiled" else "fused") if supports_fused(model) else "loop"
+    if chosen == "loop" and "position_ids" not in inspect.signature(model.forward).parameters:
+        chosen = "generate"
+    if chosen != backend and not (backend == "auto" and chosen == "fused"):
+        _fallback_message(type(model).__name__, chosen)
+    return chosen
+
+
+@functools.cache
+def _fallback_message(model: str, chosen: str) -> None:
+    """One line per model class and backend it falls back to, however many engines are built."""
+    why = "has no fused decoder (Llama, Qwen2 only)" if chosen == "loop" else "takes no position_ids (loop needs them)"
+    log.warning("sampling: %s %s; using the %r backend", model, why, chosen)
 
 
 class HFEngine:
@@ -63,8 +118,6 @@ class HFEngine:
         """
         if backend not in ("auto", "fused", "compiled", "loop", "generate"):
             raise ValueError(f"backend={backend!r} is not valid; use 'auto', 'fused', 'compiled', 'loop' or 'generate'")
-        if backend in ("fused", "compiled") and not supports_fused(model):
-            raise ValueError(f"backend={backend!r} needs a plain LlamaForCausalLM; use backend='loop'")
         if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
             raise ValueError("tokenizer needs eos_token and pad_token set")
         self.dtype = dtype
@@ -74,7 +127,7 @@ class HFEngine:
         self.model: PreTrainedModel = engine_model.eval()
         self._round_weights()
         self.tokenizer = tokenizer
-        self.backend: Backend = ("fused" if supports_fused(model) else "loop") if backend == "auto" else backend
+        self.backend: Backend = resolve_backend(model, backend)
         self.version = version
         self.generator = torch.Generator().manual_seed(seed)
         self._inflight: _InFlight | None = None
@@ -101,13 +154,10 @@ class HFEngine:
         return self._rollout(texts, prompt_ids, prompt_mask, tokens, logp, version, sampling)
 
     def encode_prompts(self, prompts: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded ``[B, P]`` ids and mask; strings get the tokenizer's special tokens (BOS)."""
+        """Left-padded ``[B, P]`` ids and mask; strings are encoded by :func:`encode_prompt`."""
         if not prompts:
             raise ValueError("prompts is empty")
-        ids = [
-            self.tokenizer(p, add_special_tokens=True)["input_ids"] if isinstance(p, str) else list(p)
-            for p in prompts
-        ]
+        ids = [encode_prompt(self.tokenizer, p) if isinstance(p, str) else list(p) for p in prompts]
         width = max(len(x) for x in ids)
         pad = int(self.tokenizer.pad_token_id)
         prompt_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], dtype=torch.long)
@@ -151,7 +201,7 @@ class HFEngine:
 
     def _decoder(self, batch: int, max_len: int) -> Decoder:
         if self.backend in ("fused", "compiled"):
-            assert isinstance(self.model, LlamaForCausalLM)
+            assert isinstance(self.model, (LlamaForCausalLM, Qwen2ForCausalLM))
             fused = CompiledLlamaDecoder if self.backend == "compiled" else FusedLlamaDecoder
             return fused(self.model, batch, max_len)
         return HFDecoder(self.model)

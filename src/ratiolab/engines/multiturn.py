@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import torch
 
-from ratiolab.engines.hf_engine import HFEngine
+from ratiolab.engines.hf_engine import HFEngine, encode_prompt
 from ratiolab.engines.sampling import Rollout, SamplingParams
 from ratiolab.tasks import MultiTurnTask, Problem
 
@@ -26,7 +26,7 @@ def generate_turns(
     if len(end_ids) != 1:
         raise ValueError(f"turn_end={task.turn_end!r} must be a single token of the tokenizer")
     turn_sampling = replace(sampling, stop_token_ids=(*sampling.stop_token_ids, end_ids[0]))
-    prompts = [list(tokenizer(p.prompt, add_special_tokens=True)["input_ids"]) for p in problems]
+    prompts = [encode_prompt(tokenizer, p.prompt) for p in problems]
     columns: list[list[tuple[int, float, int, int, bool]]] = [[] for _ in problems]
     turns: list[list[str]] = [[] for _ in problems]
     finished = [False] * len(problems)

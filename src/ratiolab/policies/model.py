@@ -16,10 +16,13 @@ from transformers import (
     LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
 )
 
 from ratiolab.config import ConfigError
+from ratiolab.engines.hf_engine import encode_prompt
 from ratiolab.policies.tokenizer import build_tokenizer
+from ratiolab.tasks.jsonl import first_line
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ def build_policy(
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 _RESAVE = "save it again with save_pretrained"
+_GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
 def load_policy(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -78,7 +82,9 @@ def load_policy(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerB
     The folder is checked first, each failure a one-line ``ConfigError`` naming the file: a missing or
     unparsable ``config.json``, no weights, a truncated or damaged ``*.safetensors`` (its header must
     describe exactly the file's size), missing or unparsable tokenizer files, a tokenizer without an EOS
-    token, or a vocabulary larger than the model's input embedding.
+    token, or a vocabulary larger than the model's input embedding. A tokenizer saved as a generic
+    ``PreTrainedTokenizerFast`` (``tokenizer_class`` ``TokenizersBackend``) loads as that class whatever the
+    model family, so its ``tokenizer.json`` tokenizes exactly as it did when saved.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -95,18 +101,23 @@ def load_policy(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerB
     if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
         raise ConfigError(f"{folder} has no tokenizer files ({', '.join(_TOKENIZER_FILES)}); save the tokenizer to "
                           "the same folder (tokenizer.save_pretrained)")
+    settings: Any = {}
     for name in ("tokenizer.json", "tokenizer_config.json"):
         if (folder / name).is_file():
-            _json_file(folder / name, "a tokenizer file")
+            settings = _json_file(folder / name, "a tokenizer file")
+    declared = settings.get("tokenizer_class") if isinstance(settings, dict) else None
+    # A generic tokenizer saved next to e.g. a Qwen2 config loads through AutoTokenizer as that family's own
+    # class, which rebuilds its pre-tokenizer and adds tokens: load what was saved, as it was saved.
+    loader = PreTrainedTokenizerFast if declared in _GENERIC_TOKENIZERS else AutoTokenizer
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        tokenizer = loader.from_pretrained(folder, local_files_only=True)
     except Exception as err:  # tokenizers raises plain Exceptions from Rust
-        raise ConfigError(f"the tokenizer in {folder} does not load ({_first_line(err)}); save the tokenizer "
+        raise ConfigError(f"the tokenizer in {folder} does not load ({first_line(err)}); save the tokenizer "
                           "again with tokenizer.save_pretrained") from err
     try:
         model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     except Exception as err:  # torch, safetensors and pickle raise their own types for damaged files
-        raise ConfigError(f"the model in {folder} does not load ({_first_line(err)}); {_RESAVE}") from err
+        raise ConfigError(f"the model in {folder} does not load ({first_line(err)}); {_RESAVE}") from err
     embedding = model.get_input_embeddings()
     assert isinstance(embedding, torch.nn.Embedding)
     n_embed = embedding.num_embeddings
@@ -129,21 +140,21 @@ def check_context(
     source: str,
 ) -> None:
     """Raise a ``ConfigError`` when the longest of ``prompts`` (from ``source``) plus ``max_new_tokens`` does not fit
-    the model's ``max_position_embeddings`` (checked before a run starts; the engine checks each batch)."""
+    the model's ``max_position_embeddings`` (checked before a run starts; the engine checks each batch), or a chat
+    prompt meets a tokenizer without a chat template. Prompts are encoded as the engine encodes them."""
+    try:
+        lengths = [len(encode_prompt(tokenizer, p)) for p in prompts]
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from err
     limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is None or not prompts:
+    if limit is None or not lengths:
         return
-    longest = max(len(tokenizer(p, add_special_tokens=True)["input_ids"]) for p in prompts)
+    longest = max(lengths)
     if longest + max_new_tokens > limit:
         raise ConfigError(
             f"{source}: a prompt of {longest} tokens + max_new_tokens = {max_new_tokens} exceeds the model's context "
             f"of {limit} positions (max_position_embeddings); shorten the prompts or lower max_new_tokens"
         )
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
 def _json_file(file: Path, what: str) -> Any:
