@@ -131,3 +131,17 @@ def test_jsonl_bad_inputs(tmp_path: Path) -> None:
     _write_rows(path, 3)
     with pytest.raises(ValueError, match="prompt_field"):
         tasks.get("jsonl", path=path, prompt_field="q")
+
+
+def test_guess_can_hold_out_episodes_instead_of_secrets() -> None:
+    secrets = tasks.get("guess", max_value=15)
+    # split_seed 0 holds out secrets 3 7 9 11: no test episode's secret is ever a training secret
+    test = {p.answer for p in secrets.sample(200, "test", seed=0)}
+    assert test == {"3", "7", "9", "11"} and not test & {p.answer for p in secrets.sample(200, "train", seed=0)}
+    episodes = tasks.get("guess", max_value=15, held_out="episodes")
+    held = episodes.sample(200, "test", seed=0)
+    assert {p.answer for p in held} == {str(s) for s in range(1, 16)}  # every secret in the held-out split
+    assert len({p.meta["episode"] for p in held}) == 200  # distinct episodes
+    assert [p.answer for p in secrets.sample(5, "train", seed=0)] == ["12", "10", "13", "1", "2"]  # default unchanged
+    with pytest.raises(ValueError, match="held_out='numbers'"):
+        tasks.get("guess", held_out="numbers")

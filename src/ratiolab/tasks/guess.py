@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Literal
 
 from ratiolab.tasks.base import MultiTurnTask, Problem, ProceduralTask
 
@@ -22,6 +23,12 @@ TURN_END = "?"
 class GuessNumber(ProceduralTask, MultiTurnTask):
     """Secret in ``[1, max_value]``; binary search finds it within ``ceil(log2(max_value + 1))`` turns.
 
+    ``held_out``: what the test split holds out. ``secrets`` (default): a share of the secrets, so a test
+    episode ends in guesses no training episode (or demonstration) contains and held-out accuracy measures
+    extrapolation to unseen numbers. ``episodes``: every secret occurs in both splits and the split hashes an
+    episode id, so held-out accuracy measures the strategy on fresh episodes of the training distribution
+    (the prompt is the same for every problem, as in a gym environment's evaluation).
+
     See ``MultiTurnTask`` for the rollout interface.
     """
 
@@ -30,25 +37,31 @@ class GuessNumber(ProceduralTask, MultiTurnTask):
     turn_end = TURN_END
 
     def __init__(
-        self, max_value: int = 15, max_turns: int = 5, test_fraction: float = 0.2, split_seed: int = 0
+        self, max_value: int = 15, max_turns: int = 5, test_fraction: float = 0.2, split_seed: int = 0,
+        held_out: Literal["secrets", "episodes"] = "secrets",
     ) -> None:
         super().__init__(test_fraction=test_fraction, split_seed=split_seed)
         if max_value < 2:
             raise ValueError(f"max_value={max_value} must be >= 2")
         if max_turns < 1:
             raise ValueError(f"max_turns={max_turns} must be >= 1")
+        if held_out not in ("secrets", "episodes"):
+            raise ValueError(f"held_out={held_out!r} must be 'secrets' (unseen numbers) or 'episodes' (fresh episodes)")
         self.max_value = max_value
         self.max_turns = max_turns
+        self.held_out = held_out
 
     def split_key(self, problem: Problem) -> str:
-        """All prompts are identical, so the split hashes the secret."""
-        return problem.answer
+        """All prompts are identical, so the split hashes the secret (or the secret and the episode id)."""
+        return problem.answer if self.held_out == "secrets" else f"{problem.answer}#{problem.meta['episode']}"
 
-    def _problem(self, secret: int) -> Problem:
-        return Problem(prompt=f"guess 1-{self.max_value}:", answer=str(secret), meta={"secret": secret})
+    def _problem(self, secret: int, episode: int | None = None) -> Problem:
+        meta = {"secret": secret} if episode is None else {"secret": secret, "episode": episode}
+        return Problem(prompt=f"guess 1-{self.max_value}:", answer=str(secret), meta=meta)
 
     def generate(self, rng: random.Random) -> Problem:
-        return self._problem(rng.randint(1, self.max_value))
+        secret = rng.randint(1, self.max_value)
+        return self._problem(secret, rng.getrandbits(32) if self.held_out == "episodes" else None)
 
     def env_reply(self, problem: Problem, policy_turns: list[str]) -> tuple[str, bool]:
         """Reply to the last policy turn; ``done`` once the guess is right or turns run out."""
