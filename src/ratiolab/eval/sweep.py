@@ -435,7 +435,8 @@ def _plots(records: list[dict[str, Any]], claims: list[ClaimResult], metric: str
                         capsize=2, color=colours[c.verdict])
         ax.set_yticks(range(len(claims)), [c.claim.text for c in reversed(claims)], fontsize=7)
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_xlabel(f"effect on {metric} (95% CI); green held, red did not hold, grey cannot be told apart")
+        ax.set_xlabel(f"effect on {metric}, 95% CI (green held, red did not hold, grey cannot be told apart)",
+                      fontsize=8)
         ax.grid(alpha=0.3, axis="x")
         fig.tight_layout()
         fig.savefig(out / "claims.png")
