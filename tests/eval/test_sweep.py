@@ -41,10 +41,11 @@ def test_sweep_grid_table_claims_and_report(tmp_path: Path) -> None:
 
 def test_summary_table_gives_t_intervals_over_seeds_and_counts_collapses() -> None:
     rec = {"objective": "ppo", "max_staleness": 2, "old_logits": "snapshot", "base": 0.5, "auc": 0.5,
-           "final_entropy": 1.0, "wall_seconds": 10.0, "cpu_seconds": 4.0}
+           "final_entropy": 1.0, "wall_seconds": 10.0, "cpu_seconds": 4.0, "max_staleness_seen": 2}
     table = summary_table([rec | {"seed": 0, "final": 0.75}, rec | {"seed": 1, "final": 0.25}], 0.1, "pass1")
     # mean 0.5, sd 0.35355, se 0.25, t(0.975, df 1) = 12.7062 -> half width 3.17655; 0.25 < 0.5 - 0.1 collapsed
-    assert "| ppo | 2 | snapshot | 2 | 0.500 | 0.500 [-2.677, 3.677] | 0.000 [-3.177, 3.177] | 0.500 | 1/2 |" in table
+    assert ("| ppo | 2 | snapshot | 2 | 0.500 | 0.500 [-2.677, 3.677] | 0.000 [-3.177, 3.177] | 0.500 | 1/2 | "
+            "1.000 | 2 |") in table
     assert "final pass1" in table
 
 

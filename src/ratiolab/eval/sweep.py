@@ -5,7 +5,8 @@ objective, staleness bound and old-logit strategy. Per cell the table gives the 
 (greedy ``accuracy``, or ``pass1`` over ``eval_samples`` samples per problem) of the base and after
 training, the gain, each as a mean over seeds with its 95 % t-interval, the area under the metric's
 curve (mean over the evaluations, base included), how many seeds collapsed (final more than
-``collapse_drop`` below the base), the final policy entropy and the CPU and wall time per run.
+``collapse_drop`` below the base), the final policy entropy, the largest staleness a trained token had (a
+short run whose actor is slow never reaches a high ``max_staleness``) and the CPU and wall time per run.
 Cells run in ``workers`` processes; the pre-trained base of each seed is made first (one job per seed),
 so cells never race to pre-train it.
 
@@ -207,7 +208,8 @@ def summary_table(records: list[dict[str, Any]], collapse_drop: float, metric: s
     """Markdown table aggregated over seeds: means with their 95 % t-intervals (``mean [lo, hi]``)."""
     keys = sorted({(r["objective"], r["max_staleness"], r["old_logits"]) for r in records})
     lines = [f"| objective | max_staleness | old_logits | seeds | base {metric} | final {metric} | gain | AUC | "
-             "collapses | final entropy | CPU s | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "collapses | final entropy | staleness seen | CPU s | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for obj, s, ol in keys:
         rs = [r for r in records if (r["objective"], r["max_staleness"], r["old_logits"]) == (obj, s, ol)]
         collapses = sum(r["final"] < r["base"] - collapse_drop for r in rs)
@@ -217,6 +219,7 @@ def summary_table(records: list[dict[str, Any]], collapse_drop: float, metric: s
             f"{t_interval([r['final'] - r['base'] for r in rs]).fmt()} | "
             f"{statistics.fmean(r['auc'] for r in rs):.3f} | {collapses}/{len(rs)} | "
             f"{statistics.fmean(r['final_entropy'] for r in rs):.3f} | "
+            f"{max(r.get('max_staleness_seen', math.nan) for r in rs):g} | "
             f"{statistics.fmean(r.get('cpu_seconds', math.nan) for r in rs):.1f} | "
             f"{statistics.fmean(r['wall_seconds'] for r in rs):.1f} |"
         )
