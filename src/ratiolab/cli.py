@@ -369,8 +369,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     sweep = SweepConfig(
         base=_train_config(args), objectives=_csv(str, args.objectives, "--objectives"),
         max_staleness=_csv(int, args.staleness, "--staleness"), old_logits=_csv(str, args.old_logits, "--old-logits"),
-        seeds=_csv(int, args.seeds, "--seeds"), workers=args.workers, out_dir=args.out,
+        seeds=_csv(int, args.seeds, "--seeds"), workers=args.workers, out_dir=args.out, metric=args.metric,
+        min_effect=args.min_effect,
     )
+    if args.plan:
+        sweep.validate()
+        console.print(f"{len(sweep.cells())} runs ({len(sweep.merged())} grid cells merged into them), "
+                      f"{len(sweep.seeds)} pre-trained bases")
+        return 0
     out = run_sweep(sweep, progress=console.print)
     console.print((out / "table.md").read_text())
     console.print(f"sweep report: {out / 'report.html'}")
@@ -459,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="cells run in parallel processes")
     p.add_argument("--out", default="runs/sweep", help="output folder")
     p.add_argument("--log", help=LOG_HELP)
+    p.add_argument("--metric", default="accuracy", choices=["accuracy", "pass1"],
+                   help="what the table and claims compare: greedy accuracy, or pass@1 (needs eval_samples)")
+    p.add_argument("--min-effect", dest="min_effect", type=float, default=0.02,
+                   help="smallest effect of practical size: a claimed gain whose 95%% interval lies below it "
+                   "did not hold")
+    p.add_argument("--plan", action="store_true", help="validate the grid and print its number of runs; run nothing")
     p.set_defaults(fn=_cmd_sweep)
 
     p = add("pretrain", help="supervised pre-training on task demonstrations")

@@ -25,7 +25,7 @@ def test_tokenizer_round_trip_through_auto_tokenizer(tmp_path: Path) -> None:
     assert len(loaded) == 4 + len(ALPHABET) == 100
 
 
-@pytest.mark.parametrize(("preset", "target"), [("tiny", 0.4e6), ("small", 1.6e6), ("base", 3.0e6)])
+@pytest.mark.parametrize(("preset", "target"), [("tiny", 0.4e6), ("small", 1.6e6), ("base", 3.0e6), ("nano", 0.11e6)])
 def test_preset_parameter_counts(preset: str, target: float) -> None:
     model, _ = build_policy(preset)
     assert abs(n_params(model) - target) <= 0.25 * target
@@ -34,7 +34,7 @@ def test_preset_parameter_counts(preset: str, target: float) -> None:
 def test_unknown_preset() -> None:
     with pytest.raises(ValueError, match="tiny, small, base"):
         build_policy("huge")
-    assert set(PRESETS) == {"tiny", "small", "base"}
+    assert set(PRESETS) == {"tiny", "small", "base", "nano"}
 
 
 def test_load_policy_round_trip_and_errors(tmp_path: Path) -> None:

@@ -131,3 +131,32 @@ def test_jsonl_bad_inputs(tmp_path: Path) -> None:
     _write_rows(path, 3)
     with pytest.raises(ValueError, match=r"no column 'q' \(task\.params\.question\)"):
         tasks.get("jsonl", path=path, question="q")
+
+
+def test_guess_can_hold_out_episodes_instead_of_secrets() -> None:
+    secrets = tasks.get("guess", max_value=15)
+    # split_seed 0 holds out secrets 3 7 9 11: no test episode's secret is ever a training secret
+    test = {p.answer for p in secrets.sample(200, "test", seed=0)}
+    assert test == {"3", "7", "9", "11"} and not test & {p.answer for p in secrets.sample(200, "train", seed=0)}
+    episodes = tasks.get("guess", max_value=15, held_out="episodes")
+    held = episodes.sample(200, "test", seed=0)
+    assert {p.answer for p in held} == {str(s) for s in range(1, 16)}  # every secret in the held-out split
+    assert len({p.meta["episode"] for p in held}) == 200  # distinct episodes
+    assert [p.answer for p in secrets.sample(5, "train", seed=0)] == ["12", "10", "13", "1", "2"]  # default unchanged
+    with pytest.raises(ValueError, match="held_out='numbers'"):
+        tasks.get("guess", held_out="numbers")
+
+
+def test_guess_teacher_noise_mixes_linear_searches_into_the_demonstrations() -> None:
+    p = Problem(prompt="guess 1-15:", answer="3", meta={"secret": 3})
+    assert tasks.get("guess", max_value=15, teacher_noise=1.0).demonstration(p) == "1? higher\n2? higher\n3? correct"
+    assert tasks.get("guess", max_value=15).demonstration(p) == "8? lower\n4? lower\n2? higher\n3? correct"
+    late = Problem(prompt="guess 1-15:", answer="9", meta={"secret": 9})  # a linear search runs out of turns
+    linear = tasks.get("guess", max_value=15, max_turns=4, teacher_noise=1.0)
+    assert linear.reward(late, linear.demonstration(late)) == 0.0
+    noisy = tasks.get("guess", max_value=15, max_turns=4, held_out="episodes", teacher_noise=0.6)
+    demos = [noisy.demonstration(q) for q in noisy.sample(1000, "train", seed=0)]
+    assert 0.55 < sum(d.startswith("1?") for d in demos) / 1000 < 0.65  # ~60 % linear (binary starts "8?")
+    assert demos == [noisy.demonstration(q) for q in noisy.sample(1000, "train", seed=0)]  # fixed per problem
+    with pytest.raises(ValueError, match=r"teacher_noise=1\.5"):
+        tasks.get("guess", teacher_noise=1.5)

@@ -40,6 +40,7 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(hidden_size=96, num_layers=4, intermediate_size=224, num_heads=4),  # ~0.42 M
     "small": Preset(hidden_size=128, num_layers=6, intermediate_size=512, num_heads=4),  # ~1.6 M
     "base": Preset(hidden_size=192, num_layers=6, intermediate_size=576, num_heads=6),  # ~2.9 M
+    "nano": Preset(hidden_size=64, num_layers=2, intermediate_size=160, num_heads=4),  # ~0.11 M
 }
 
 
