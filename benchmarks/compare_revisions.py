@@ -35,6 +35,8 @@ Metrics = dict[str, tuple[float, str]]
 # bench_objectives.py's workload (its batch, forward + backward of ``compute``, whose default validates the
 # inputs in both trees); an objective that needs other inputs (scores, Gaussian steps) is skipped. The script
 # itself cannot run on older trees: it times every registered name, some of which reject token data.
+# Clocked in process CPU time (one thread): on a shared, oversubscribed machine wall time mostly measures
+# the other jobs at this size (a few ms per call).
 OBJECTIVES_SNIPPET = r"""
 import json, sys, time, torch
 from ratiolab.objectives import compute, names
@@ -55,10 +57,10 @@ def run(name):
     compute(name, PolicyLossInputs(**{**data, "logp": lp})).loss.backward()
 def clock(fn):
     fn()
-    start = time.perf_counter()
+    start = time.process_time()
     for _ in range(repeats):
         fn()
-    return (time.perf_counter() - start) / repeats * 1e3
+    return (time.process_time() - start) / repeats * 1e3
 out = {"bare ppo (reference)": clock(bare)}
 for n in names():
     try:
@@ -105,7 +107,7 @@ def _script(name: str, *args: str) -> Callable[[Path, Path], list[str]]:
 
 
 def _objectives(d: Any) -> Metrics:
-    return {f"{name} ms": (ms, "time") for name, ms in d.items()}
+    return {f"{name} cpu ms": (ms, "time") for name, ms in d.items()}
 
 
 def _learner(d: Any) -> Metrics:
@@ -143,18 +145,18 @@ def _trl(d: Any) -> Metrics:
 
 
 BENCHES = [
+    Bench("trl", lambda tree, path: ["-c", TRL_SNIPPET, "6"], _trl, stdout_json=True),
     Bench("objectives", lambda tree, path: ["-c", OBJECTIVES_SNIPPET, "64", "256", "20"], _objectives,
           stdout_json=True),
-    Bench("ope", _script("bench_ope.py", "--rounds", "200000", "--repeats", "3", "--obp-python", "/nonexistent"),
+    Bench("ope", _script("bench_ope.py", "--rounds", "100000", "--repeats", "3", "--obp-python", "/nonexistent"),
           _ope, default_out="benchmarks/results/ope.json"),
-    Bench("learner", _script("bench_learner.py", "--presets", "tiny", "--repeats", "3", "--threads", "1",
-                             "--no-demo"), _learner),
-    Bench("sampler", _script("bench_sampler.py", "--preset", "tiny", "--batch", "16", "--new-tokens", "16",
-                             "--repeats", "3", "--threads", "1"), _sampler),
+    Bench("learner", _script("bench_learner.py", "--presets", "tiny", "--prompts", "8", "--repeats", "3",
+                             "--threads", "1", "--no-demo"), _learner),
+    Bench("sampler", _script("bench_sampler.py", "--preset", "tiny", "--batch", "8", "--new-tokens", "8",
+                             "--repeats", "2", "--threads", "1"), _sampler),
     Bench("backend", _script("bench_backend.py", "--seconds", "4", "--preset", "tiny"), _backend),
     Bench("async", _script("bench_async.py", "--steps", "8", "--preset", "tiny", "--skip-memory",
                            "--set", "policy.pretrain_steps=50"), _async),
-    Bench("trl", lambda tree, path: ["-c", TRL_SNIPPET, "6"], _trl, stdout_json=True),
 ]
 
 
@@ -183,8 +185,9 @@ def _median(runs: list[Metrics], key: str) -> tuple[float | None, float | None, 
     return med, spread, next(m[key][1] for m in runs if key in m)
 
 
-def compare(before: Path, after: Path, benches: list[Bench], repeats: int, timeout: float) -> list[dict[str, Any]]:
-    """Alternate the trees ``repeats`` times per benchmark; one row per metric."""
+def compare(before: Path, after: Path, benches: list[Bench], repeats: int, timeout: float,
+            done: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+    """Alternate the trees ``repeats`` times per benchmark; one row per metric (``done(rows)`` after each)."""
     rows: list[dict[str, Any]] = []
     for bench in benches:
         runs: dict[str, list[Metrics]] = {"before": [], "after": []}
@@ -208,6 +211,7 @@ def compare(before: Path, after: Path, benches: list[Bench], repeats: int, timeo
                          "before_runs": [m[key][0] for m in runs["before"] if key in m],
                          "after_runs": [m[key][0] for m in runs["after"] if key in m]})
         print(f"# {bench.name}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        done(rows)
     return rows
 
 
@@ -226,17 +230,19 @@ def main() -> None:
     args = ap.parse_args()
     chosen = [b for b in BENCHES if not args.only or b.name in args.only.split(",")]
     before, after = args.before.resolve(), args.after.resolve()
-    load0 = os.getloadavg()
-    rows = compare(before, after, chosen, args.repeats, args.timeout)
+    meta = {"before": str(args.before), "after": str(args.after), "repeats": args.repeats,
+            "commands": {b.name: b.command(Path("TREE"), Path("OUT.json")) for b in chosen},
+            "load_avg_start": os.getloadavg()}
+
+    def write(rows: list[dict[str, Any]]) -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"meta": meta | {"load_avg_end": os.getloadavg()}, "rows": rows}, indent=1))
+
+    rows = compare(before, after, chosen, args.repeats, args.timeout, write)
     print(f"{'benchmark':<12}{'metric':<44}{'before':>12}{'after':>12}{'ratio':>8}{'spread':>8}")
     for r in rows:
         print(f"{r['benchmark']:<12}{r['metric'][:43]:<44}{_fmt(r['before'], '12.5g')}{_fmt(r['after'], '12.5g')}"
               f"{_fmt(r['ratio'], '8.3f')}{_fmt(r['spread'], '8.2f')}")
-    meta = {"before": str(args.before), "after": str(args.after), "repeats": args.repeats,
-            "commands": {b.name: b.command(Path("TREE"), Path("OUT.json")) for b in chosen},
-            "load_avg_start": load0, "load_avg_end": os.getloadavg()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(f"wrote {args.out}")
 
 
