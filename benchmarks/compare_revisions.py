@@ -7,7 +7,7 @@ Each benchmark runs as a child process per tree (``PYTHONPATH=TREE/src``, ``OMP_
 times so that load drift on a shared machine hits both; the median per metric is kept. Each tree runs its
 own copy of the benchmark script (the scripts differ only in import paths between revisions) with the
 small settings below; ``trl`` needs the ``trl`` package, so its ratiolab half (the demo's RL step:
-sample + score + update) runs as a snippet that imports only names both trees have. ``mujoco`` needs the
+sample + score + update, 16 prompts) runs as a snippet that imports only names both trees have. ``mujoco`` needs the
 ``mujoco`` extra and hours; ``gym`` is compared elsewhere; ``support`` measures a bias that did not
 exist before. ``ratio`` is after / before in time (a rate's inverse), so > 1 is slower after; ``spread``
 is the larger (max - min) / median of the two sides, the noise to read the ratio against. Memory rows
@@ -80,7 +80,7 @@ from ratiolab.runs import RunDir
 steps = int(sys.argv[1])
 with tempfile.TemporaryDirectory() as tmp:
     cfg = override(TrainConfig(), [*DEMO_SETTINGS, f"steps={steps}", "eval_every=100000", "eval_size=16",
-                                   "policy.pretrain_steps=50", f"run_dir={tmp}/run"])
+                                   "algo.prompts_per_step=16", "policy.pretrain_steps=50", f"run_dir={tmp}/run"])
     rows = [r for r in RunDir.open(train(cfg, log=lambda _: None).run_dir).metrics() if r["step"] > 1]
 print(json.dumps({k: statistics.median(r[f"time/{k}"] for r in rows) for k in ("generate", "score", "train")}))
 """
@@ -145,18 +145,18 @@ def _trl(d: Any) -> Metrics:
 
 
 BENCHES = [
-    Bench("trl", lambda tree, path: ["-c", TRL_SNIPPET, "6"], _trl, stdout_json=True),
     Bench("objectives", lambda tree, path: ["-c", OBJECTIVES_SNIPPET, "64", "256", "20"], _objectives,
           stdout_json=True),
-    Bench("ope", _script("bench_ope.py", "--rounds", "100000", "--repeats", "3", "--obp-python", "/nonexistent"),
-          _ope, default_out="benchmarks/results/ope.json"),
     Bench("learner", _script("bench_learner.py", "--presets", "tiny", "--prompts", "8", "--repeats", "3",
                              "--threads", "1", "--no-demo"), _learner),
+    Bench("trl", lambda tree, path: ["-c", TRL_SNIPPET, "5"], _trl, stdout_json=True),
+    Bench("async", _script("bench_async.py", "--steps", "7", "--preset", "tiny", "--skip-memory",
+                           "--set", "policy.pretrain_steps=50"), _async),
+    Bench("ope", _script("bench_ope.py", "--rounds", "100000", "--repeats", "3", "--obp-python", "/nonexistent"),
+          _ope, default_out="benchmarks/results/ope.json"),
+    Bench("backend", _script("bench_backend.py", "--seconds", "3", "--preset", "tiny"), _backend),
     Bench("sampler", _script("bench_sampler.py", "--preset", "tiny", "--batch", "8", "--new-tokens", "8",
                              "--repeats", "2", "--threads", "1"), _sampler),
-    Bench("backend", _script("bench_backend.py", "--seconds", "4", "--preset", "tiny"), _backend),
-    Bench("async", _script("bench_async.py", "--steps", "8", "--preset", "tiny", "--skip-memory",
-                           "--set", "policy.pretrain_steps=50"), _async),
 ]
 
 
