@@ -6,12 +6,14 @@ Each benchmark runs as a child process per tree (``PYTHONPATH=TREE/src``, ``OMP_
 ``TREE``, so caches such as the pre-trained policy stay per tree), the two trees alternately ``--repeats``
 times so that load drift on a shared machine hits both; the median per metric is kept. Each tree runs its
 own copy of the benchmark script (the scripts differ only in import paths between revisions) with the
-small settings below; ``trl`` needs the ``trl`` package, so its ratiolab half (the demo's RL step:
-sample + score + update, 16 prompts) runs as a snippet that imports only names both trees have. ``mujoco`` needs the
-``mujoco`` extra and hours; ``gym`` is compared elsewhere; ``support`` measures a bias that did not
-exist before. ``ratio`` is after / before in time (a rate's inverse), so > 1 is slower after; ``spread``
-is the larger (max - min) / median of the two sides, the noise to read the ratio against. Memory rows
-(``rss``) are compared the same way. Prints a table, writes ``benchmarks/results/compare_revisions.json``.
+small settings below, except two snippets that import only names both trees have: ``objectives``
+(``bench_objectives.py``'s workload; that script times names an older tree rejects) and ``trl`` (the
+ratiolab half of ``bench_trl.py``, the demo's RL step of sample + score + update at 16 prompts; the TRL
+half needs the ``trl`` package). Not compared: ``mujoco`` (the ``mujoco`` extra, hours per run), ``gym``
+(compared elsewhere), ``support`` (a bias of a feature the older tree lacks). ``ratio`` is after / before
+in time (a rate's inverse), so > 1 is slower after; ``spread`` is the larger (max - min) / median of the
+two sides, the noise to read the ratio against; memory (``rss``) compares the same way. Prints a table,
+writes ``benchmarks/results/compare_revisions.json`` after each benchmark.
 """
 
 from __future__ import annotations
@@ -224,19 +226,27 @@ def main() -> None:
     ap.add_argument("--before", type=Path, required=True, help="source tree of the older revision")
     ap.add_argument("--after", type=Path, required=True, help="source tree of the newer revision")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(b.name for b in BENCHES)}")
+    ap.add_argument("--only", default="", help=f"comma-separated subset of {','.join(b.name for b in BENCHES)} "
+                    "(replaces only their rows in an existing --out)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per benchmark run")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compare_revisions.json")
     args = ap.parse_args()
     chosen = [b for b in BENCHES if not args.only or b.name in args.only.split(",")]
     before, after = args.before.resolve(), args.after.resolve()
     meta = {"before": str(args.before), "after": str(args.after), "repeats": args.repeats,
-            "commands": {b.name: b.command(Path("TREE"), Path("OUT.json")) for b in chosen},
+            "commands": {b.name: b.command(Path("TREE"), Path("OUT.json")) for b in BENCHES},
             "load_avg_start": os.getloadavg()}
+
+    names = {b.name for b in chosen}
+    kept = []  # with --only, the other benchmarks' rows of an earlier run stay in the JSON
+    if args.only and args.out.exists():
+        kept = [r for r in json.loads(args.out.read_text())["rows"] if r["benchmark"] not in names]
 
     def write(rows: list[dict[str, Any]]) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"meta": meta | {"load_avg_end": os.getloadavg()}, "rows": rows}, indent=1))
+        order = {b.name: i for i, b in enumerate(BENCHES)}
+        merged = sorted(kept + rows, key=lambda r: order[r["benchmark"]])
+        args.out.write_text(json.dumps({"meta": meta | {"load_avg_end": os.getloadavg()}, "rows": merged}, indent=1))
 
     rows = compare(before, after, chosen, args.repeats, args.timeout, write)
     print(f"{'benchmark':<12}{'metric':<44}{'before':>12}{'after':>12}{'ratio':>8}{'spread':>8}")
