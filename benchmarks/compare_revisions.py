@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: metric name -> (value, "time" | "rate"); a rate's time ratio is before / after.
+#: metric name -> (value, "time" | "rate" | "info"); a rate's time ratio is before / after, an info row has none.
 Metrics = dict[str, tuple[float, str]]
 
 # bench_objectives.py's workload (its batch, forward + backward of ``compute``, whose default validates the
@@ -84,7 +84,8 @@ with tempfile.TemporaryDirectory() as tmp:
     cfg = override(TrainConfig(), [*DEMO_SETTINGS, f"steps={steps}", "eval_every=100000", "eval_size=16",
                                    "algo.prompts_per_step=16", "policy.pretrain_steps=50", f"run_dir={tmp}/run"])
     rows = [r for r in RunDir.open(train(cfg, log=lambda _: None).run_dir).metrics() if r["step"] > 1]
-print(json.dumps({k: statistics.median(r[f"time/{k}"] for r in rows) for k in ("generate", "score", "train")}))
+out = {k: statistics.median(r[f"time/{k}"] for r in rows) for k in ("generate", "score", "train")}
+print(json.dumps(out | {"response_length": statistics.fmean(r["response/length"] for r in rows)}))
 """
 
 
@@ -142,8 +143,9 @@ def _sampler(d: Any) -> Metrics:
 
 
 def _trl(d: Any) -> Metrics:
+    length = d.pop("response_length")  # the work per step: the two trees' policies may answer at other lengths
     return {f"demo step {k} s": (v, "time") for k, v in d.items()} | {
-        "demo step total s": (sum(d.values()), "time")}
+        "demo step total s": (sum(d.values()), "time"), "response length (work, not timed)": (length, "info")}
 
 
 BENCHES = [
@@ -206,7 +208,7 @@ def compare(before: Path, after: Path, benches: list[Bench], repeats: int, timeo
             b, sb, kind = _median(runs["before"], key)
             a, sa, kind_a = _median(runs["after"], key)
             kind = kind or kind_a
-            ratio = None if a is None or b is None or not a or not b else (a / b if kind == "time" else b / a)
+            ratio = None if kind == "info" or not a or not b else (a / b if kind == "time" else b / a)
             spreads = [s for s in (sb, sa) if s is not None]
             rows.append({"benchmark": bench.name, "metric": key, "kind": kind, "before": b, "after": a,
                          "ratio": ratio, "spread": max(spreads) if spreads else None,
