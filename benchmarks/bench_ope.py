@@ -4,7 +4,7 @@ obp (e.g. 0.4.1) lives in a separate virtualenv, never in .venv; its python runs
 subprocess (``--obp-python``, default $OBP_PYTHON or /tmp/obp-venv/bin/python; skipped if absent).
 Writes benchmarks/results/ope.json.
 
-    .venv/bin/python benchmarks/bench_ope.py [--rounds 1000000] [--repeats 3]
+    .venv/bin/python benchmarks/bench_ope.py [--rounds 1000000] [--repeats 3] [--out PATH]
 """
 
 from __future__ import annotations
@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--obp-python", default=os.environ.get("OBP_PYTHON", "/tmp/obp-venv/bin/python"))
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         rows, data = bandit_rows(args.rounds, args.repeats, Path(tmp))
@@ -208,9 +209,9 @@ def main() -> None:
         "python": sys.version.split()[0],
         "rows": rows,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2))
-    print(f"obp agreement to {TOL}: {summary['all_agree']} (obp {summary['obp_version']}); wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2))
+    print(f"obp agreement to {TOL}: {summary['all_agree']} (obp {summary['obp_version']}); wrote {args.out}")
 
 
 if __name__ == "__main__":

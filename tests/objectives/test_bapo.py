@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -145,3 +146,94 @@ def test_identity_and_log_gaps(variant: str) -> None:
 def test_bad_parameters(params: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         compute("bapo", example(), **params)
+
+
+def _reference_sums(cfg, r: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor) -> tuple[list[float], list[float]]:
+    """One masked sum per candidate bound, written out token by token (float64)."""
+    pos, neg = [], []
+    for c in cfg.highs:
+        total = 0.0
+        for x, a, m in zip(r.flatten().tolist(), adv.flatten().tolist(), mask.flatten().tolist(), strict=True):
+            if a > 0 and m > 0:
+                total += (x if x < c else 0.0) * a * m if cfg.count_clipped == "exclude" else min(x, c) * a * m
+        pos.append(total)
+    for c in cfg.lows:
+        total = 0.0
+        for x, a, m in zip(r.flatten().tolist(), adv.flatten().tolist(), mask.flatten().tolist(), strict=True):
+            if a < 0 and m > 0:
+                total += (x if x > c else 0.0) * -a * m if cfg.count_clipped == "exclude" else max(x, c) * -a * m
+        neg.append(total)
+    return pos, neg
+
+
+def _reference_bounds(cfg, pos: list[float], neg: list[float]) -> tuple[float, float]:
+    """The adaptation loop as a loop: widen (or raise) one bound a grid step at a time until the target."""
+    def stat(i: int, j: int) -> float:
+        p, n = pos[j], neg[i]
+        if cfg.balance_stat == "share":
+            return p / (p + n) if p + n > 0 else 1.0
+        return p / (n + 1e-8)
+
+    i, j, top_i, top_j = 0, 0, len(cfg.lows) - 1, len(cfg.highs) - 1
+    if cfg.adapt_order == "upper_first":
+        while stat(i, j) < cfg.target and i < top_i:  # "c_low + delta2 <= b-" ends the loop
+            if j < top_j:
+                j += 1
+            else:
+                i += 1
+    else:
+        while stat(i, j) < cfg.target and (i < top_i or j < top_j):
+            if i < top_i:
+                i += 1
+            else:
+                j += 1
+    return cfg.lows[i], cfg.highs[j]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("switches", [
+    {"variant": "paper"}, {"variant": "official_code"},
+    {"variant": "paper", "count_clipped": "clipped_value"}, {"variant": "official_code", "count_clipped": "exclude"},
+])
+def test_one_pass_sums_and_bounds_equal_a_loop_reference(seed: int, switches: dict) -> None:
+    """Random batches with ratios on the grid values (ties), masks of every kind and targets near the data's
+    balance: the per-candidate sums match a token loop and the bounds are the loop's, exactly."""
+    g = torch.Generator().manual_seed(seed)
+    state = make_state("bapo", **switches)
+    cfg = state.cfg
+    b, t = 3, 17
+    grid = torch.tensor(cfg.lows + cfg.highs + [1.0], dtype=torch.float64)
+    r = torch.where(torch.rand(b, t, generator=g) < 0.4, grid[torch.randint(len(grid), (b, t), generator=g)],
+                    torch.rand(b, t, generator=g, dtype=torch.float64) * 3.5)
+    adv = torch.randn(b, t, generator=g, dtype=torch.float64) * (torch.rand(b, t, generator=g) < 0.9)
+    mask = [torch.ones(b, t), (torch.rand(b, t, generator=g) < 0.6).double(),
+            torch.rand(b, t, generator=g, dtype=torch.float64), torch.zeros(b, t)][seed % 4].double()
+    pos, neg = cfg.partial_sums(r, adv, mask)
+    ref_pos, ref_neg = _reference_sums(cfg, r, adv, mask)
+    assert pos.tolist() == pytest.approx(ref_pos, rel=1e-12, abs=1e-12)
+    assert neg.tolist() == pytest.approx(ref_neg, rel=1e-12, abs=1e-12)
+    for target in (0.2, 0.5, 0.8, 1.0, 3.0):
+        tuned = dataclasses.replace(cfg, target=target)
+        i, j, _ = tuned.adapt(pos, neg)
+        assert (tuned.lows[int(i)], tuned.highs[int(j)]) == _reference_bounds(tuned, ref_pos, ref_neg)
+
+
+def test_one_pass_ties_on_the_grid_and_an_exact_balance() -> None:
+    """Dyadic ratios and advantages (every sum exact in any order). r = c on a bound: not below c_high and not
+    above c_low (excluded), and at its clipped value c otherwise. A share of exactly 0.5 meets the target."""
+    state = make_state("bapo", lower_start=0.5, lower_max=0.75, lower_step=0.25, upper_start=1.5, upper_max=2.0,
+                       upper_step=0.5)
+    cfg = state.cfg
+    r = torch.tensor([[0.5, 0.75, 1.5, 2.0, 1.0]], dtype=torch.float64)
+    adv = torch.tensor([[-1.0, -1.0, 1.0, 1.0, 0.5]], dtype=torch.float64)
+    pos, neg = cfg.partial_sums(r, adv, torch.ones(1, 5))
+    # c_high 1.5: r < 1.5 only r=1.0 -> 0.5; c_high 2.0: r=1.0, 1.5 -> 0.5 + 1.5 = 2.0
+    # c_low 0.5: r > 0.5 only r=0.75 -> 0.75; c_low 0.75: none -> 0
+    assert pos.tolist() == [0.5, 2.0] and neg.tolist() == [0.75, 0.0]
+    # share at (0.5, 1.5) = 0.5 / 1.25 < 0.5; at (0.5, 2.0) = 2.0 / 2.75; the target 2/2.75 is met exactly there
+    i, j, stat = dataclasses.replace(cfg, target=2.0 / 2.75).adapt(pos, neg)
+    assert (cfg.lows[int(i)], cfg.highs[int(j)], float(stat)) == (0.5, 2.0, 2.0 / 2.75)
+    clipped = dataclasses.replace(cfg, count_clipped="clipped_value")
+    pos, neg = clipped.partial_sums(r, adv, torch.ones(1, 5))
+    # c_high 1.5: 1.5 + 1.5 + 0.5 = 3.5; 2.0: 1.5 + 2.0 + 0.5 = 4.0; c_low 0.5: 0.5 + 0.75; 0.75: 0.75 + 0.75
+    assert pos.tolist() == [3.5, 4.0] and neg.tolist() == [1.25, 1.5]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from objcheck import batch, check_all, check_micro_batches, loss_grad, one_row
 
 from ratiolab.objectives import compute
-from ratiolab.objectives.cov import covariance
+from ratiolab.objectives.cov import Picker, _random, _top, covariance, select
 from ratiolab.types import PolicyLossInputs
 
 # One row of 4 tokens; log r = [0.1, 0, -0.3, -0.1], so r = [1.105171, 1, 0.740818, 0.904837].
@@ -110,3 +111,50 @@ def test_micro_batches_select_the_same_tokens() -> None:
 def test_bad_parameters(name: str, params: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         compute(name, example(), **params)
+
+
+def _loop_select(inputs: PolicyLossInputs, cov: torch.Tensor, candidate: torch.Tensor, ratio: float, seed: int,
+                 pick: Picker) -> torch.Tensor:
+    """The selection written unit by unit, as the module doc defines it: gather the unit's rows, seed its
+    generator from the checksum, draw u, take k = floor(ratio n + u) of its row-major candidates."""
+    b, t = cov.shape
+    ids = inputs.seq_ids.tolist() if inputs.seq_ids is not None else [0] * b
+    selected = torch.zeros(b * t, dtype=torch.bool)
+    for unit in sorted(set(ids)):
+        rows = torch.tensor([i for i, g in enumerate(ids) if g == unit])
+        checksum = float((inputs.prox_logp[rows] * inputs.mask[rows]).sum())
+        gen = torch.Generator().manual_seed(hash((seed, unit, checksum)) % 2**63)
+        n = float(inputs.mask[rows].sum())
+        k = math.floor(ratio * n + torch.rand((), generator=gen, dtype=torch.float64).item())
+        flat = (rows[:, None] * t + torch.arange(t)).flatten()
+        cand = flat[candidate.flatten()[flat]]
+        k = min(k, cand.numel())
+        if k > 0:
+            selected[cand[pick(cov.flatten()[cand], k, gen)]] = True
+    return selected.view(b, t)
+
+
+@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("pick", [_random, _top])
+def test_select_equals_the_unit_loop(case: int, pick: Picker) -> None:
+    """Float32 batches: no seq_ids, consecutive groups, interleaved groups with arbitrary ids, fractional masks,
+    tied cov values (constant advantage per row, repeated logp); the same tokens as the loop, ties included."""
+    g = torch.Generator().manual_seed(case)
+    b, t = 12, 9
+    logp = -torch.rand(b, t, generator=g) * 2
+    if case % 2:  # ties: few distinct logp values and one advantage per row
+        logp = -torch.randint(0, 3, (b, t), generator=g).float()
+    adv = torch.randn(b, 1, generator=g).expand(b, t) if case % 2 else torch.randn(b, t, generator=g)
+    mask = (torch.rand(b, t, generator=g) < 0.8).float()
+    if case in (4, 5):
+        mask = mask * torch.rand(b, t, generator=g)
+    seq_ids = [None, torch.arange(b) // 3, torch.tensor([7, 2, 7, 5, 2, 5, 7, 2, 0, 0, 5, 7]),
+               torch.randint(0, 4, (b,), generator=g)][case % 4]
+    inputs = PolicyLossInputs(logp=logp, prox_logp=logp + 0.1 * torch.randn(b, t, generator=g), adv=adv.clone(),
+                              mask=mask, seq_ids=seq_ids)
+    cov = covariance(inputs)
+    candidate = (mask > 0) & (torch.rand(b, t, generator=g) < 0.7)
+    for ratio, seed in ((0.3, 0), (0.6, 3), (1.0, 1)):
+        got = select(inputs, cov, candidate, ratio, seed, pick)
+        want = _loop_select(inputs, cov, candidate, ratio, seed, pick)
+        assert got.sum() > 0 and torch.equal(got, want)

@@ -84,17 +84,30 @@ class BapoConfig:
 
         ``exclude`` (paper): S+ = sum_{A>0, r<c_high} r A, S- = sum_{A<0, r>c_low} r |A|;
         ``clipped_value`` (code): pos = sum_{A>0} min(r, c_high) A, neg = sum_{A<0} max(r, c_low) |A|.
+        All candidates in one pass: each token goes to one bin, A < 0 tokens by how many ``c_low`` are
+        ``>= r``, A > 0 tokens after them by how many ``c_high`` are ``<= r`` (exact comparisons, ties as
+        above; lows < 1 < highs, so one sorted boundary list serves both), and running sums over the
+        bins give every candidate's sum. ``r`` must be finite (as :meth:`PolicyLossInputs.check_values`
+        ensures).
         """
-        r, a, m = r.detach().double(), adv.detach().double(), mask.detach().double()
-        pos_a, neg_a = (a.clamp(min=0) * m), (-a).clamp(min=0) * m
+        r, a, m = (t.detach().double().reshape(-1) for t in (r, adv, mask))
+        n_low = len(self.lows)
+        bounds = _value_grid(tuple([-c for c in reversed(self.lows)] + self.highs), r.device)
+        positive = a > 0
+        bins = torch.bucketize(torch.where(positive, r, -r), bounds, right=True) + positive
+        weight = a.abs() * m
+        # bins[:n_low + 1]: bin b holds the A < 0 tokens with r above exactly n_low - b of the c_low;
+        # bins[n_low + 1:]: bin u the A > 0 tokens with r at or above exactly u of the c_high
+        sums = _bin_sums(bins, r * weight, len(bounds) + 2)
+        below_high = sums[n_low + 1 :].cumsum(0)[:-1]
+        above_low = sums[: n_low + 1].cumsum(0)[:-1].flip(0)
         if self.count_clipped == "exclude":
-            rp, rn = r * pos_a, r * neg_a
-            pos = [torch.where(r < c, rp, 0.0).sum() for c in self.highs]
-            neg = [torch.where(r > c, rn, 0.0).sum() for c in self.lows]
-        else:
-            pos = [(r.clamp(max=c) * pos_a).sum() for c in self.highs]
-            neg = [(r.clamp(min=c) * neg_a).sum() for c in self.lows]
-        return torch.stack(pos), torch.stack(neg)
+            return below_high, above_low
+        adv_sums = _bin_sums(bins, weight, len(bounds) + 2)
+        at_or_above_high = _suffix(adv_sums[n_low + 1 :])
+        at_or_below_low = _suffix(adv_sums[: n_low + 1]).flip(0)
+        highs, lows = _value_grid(tuple(self.highs), r.device), _value_grid(tuple(self.lows), r.device)
+        return below_high + highs * at_or_above_high, above_low + lows * at_or_below_low
 
     def balance(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """The balance statistic of (elementwise) positive and negative sums."""
@@ -130,6 +143,16 @@ class BapoConfig:
         meet = stat >= self.target
         k = torch.where(meet.any(), meet.to(torch.int8).argmax(), len(stat) - 1)
         return i[k], j[k], stat[k]
+
+
+def _bin_sums(bins: torch.Tensor, weights: torch.Tensor, n: int) -> torch.Tensor:
+    """``[n]`` sums of ``weights`` per bin index in ``0..n - 1``."""
+    return torch.zeros(n, dtype=weights.dtype, device=weights.device).scatter_add_(0, bins, weights)
+
+
+def _suffix(sums: torch.Tensor) -> torch.Tensor:
+    """``out[j] = sums[j + 1:].sum()`` for ``j < len(sums) - 1``."""
+    return sums.flip(0).cumsum(0).flip(0)[1:]
 
 
 @functools.lru_cache(maxsize=64)

@@ -49,22 +49,48 @@ def select(inputs: PolicyLossInputs, cov: torch.Tensor, candidate: torch.Tensor,
            pick: Picker) -> torch.Tensor:
     """Bool ``[B, T]``: per unit, ``min(k, #candidates)`` candidates chosen by ``pick`` (see the module doc).
 
-    The draw runs on the host (per-unit counts and seeds): host syncs per unit, by design."""
+    ``pick`` sees a unit's candidates in row-major order. Two host transfers per call (the unit ids; every
+    unit's checksum, valid-token count and candidate count at once); the per-unit work left is what the
+    selection is defined by: the checksum (summed over the unit's rows exactly as one block), the draws of
+    the unit's own generator and ``pick`` on the unit's slice of the candidates.
+    """
     b, t = cov.shape
     ids = inputs.seq_ids.tolist() if inputs.seq_ids is not None else [0] * b
-    selected = torch.zeros(b * t, dtype=torch.bool, device=cov.device)
-    for unit in sorted(set(ids)):
-        rows = torch.tensor([i for i, g in enumerate(ids) if g == unit], device=cov.device)
-        checksum = float((inputs.prox_logp[rows] * inputs.mask[rows]).sum())
+    units = sorted(set(ids))
+    rows = [[i for i, g in enumerate(ids) if g == unit] for unit in units]
+    order = [i for r in rows for i in r]  # rows grouped by unit: each unit's candidates are one slice
+    # contiguous, as the rows the checksum was defined on (a gathered copy): the same sum, bit for bit
+    weighted, mask = (inputs.prox_logp * inputs.mask).contiguous(), inputs.mask.contiguous()
+    blocks = [_block(r, cov.device) for r in rows]
+    sums = torch.stack([s for blk in blocks for s in (weighted[blk].sum(), mask[blk].sum())])
+    host = torch.cat([sums.double(), candidate.sum(-1).double()]).tolist()
+    if order == list(range(b)):
+        cand = candidate.flatten().nonzero().squeeze(-1)  # flat index of every candidate, unit by unit
+    else:
+        perm = torch.tensor(order, device=cov.device)
+        pos = candidate[perm].flatten().nonzero().squeeze(-1)
+        cand = perm[pos // t] * t + pos % t
+    values = cov.flatten()[cand]
+    chosen, offset = [], 0
+    for u, (unit, r) in enumerate(zip(units, rows, strict=True)):
+        checksum, n = host[2 * u], host[2 * u + 1]
+        n_cand = int(sum(host[2 * len(units) + i] for i in r))
         gen = torch.Generator().manual_seed(hash((seed, unit, checksum)) % 2**63)
-        n = float(inputs.mask[rows].sum())
-        k = math.floor(ratio * n + torch.rand((), generator=gen, dtype=torch.float64).item())
-        flat = (rows[:, None] * t + torch.arange(t, device=cov.device)).flatten()
-        cand = flat[candidate.flatten()[flat]]
-        k = min(k, cand.numel())
+        k = min(math.floor(ratio * n + torch.rand((), generator=gen, dtype=torch.float64).item()), n_cand)
         if k > 0:
-            selected[cand[pick(cov.flatten()[cand], k, gen).to(cand.device)]] = True
+            chosen.append(pick(values[offset : offset + n_cand], k, gen).to(cov.device) + offset)
+        offset += n_cand
+    selected = torch.zeros(b * t, dtype=torch.bool, device=cov.device)
+    if chosen:
+        selected[cand[torch.cat(chosen)]] = True
     return selected.view(b, t)
+
+
+def _block(rows: list[int], device: torch.device) -> slice | torch.Tensor:
+    """Index of a unit's rows: a slice when they are consecutive (no copy), else an index tensor."""
+    if rows == list(range(rows[0], rows[-1] + 1)):
+        return slice(rows[0], rows[-1] + 1)
+    return torch.tensor(rows, device=device)
 
 
 def _random(values: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
