@@ -307,7 +307,9 @@ class OnPolicy(Algorithm):
         adv = mb["adv"]
         if norm_adv:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        logp, prox_logp = self.actor.log_prob(params, mb["act"]), mb["logp"]
+        # the entropy: a diagnostic only (no graph) without an entropy bonus
+        logp, ent = self.actor.log_prob_entropy(params, mb["act"], entropy_grad=bool(p.ent_coef))
+        prox_logp = mb["logp"]
         kw = self.objective_inputs(mb, params, values)
         if self.clip_coef_objective:
             kw.update(clip_low=clip, clip_high=clip)
@@ -315,7 +317,6 @@ class OnPolicy(Algorithm):
             d = self.n_act
             kw.update(mean=params[:, None, :d], mean_old=mb["old_params"][:, None, :d], step_std=p.action_std)
             logp, prox_logp = logp / d, prox_logp / d
-        ent = self.actor.entropy(params if p.ent_coef else params.detach())  # no graph for a diagnostic only
         inputs = PolicyLossInputs(
             logp=logp[:, None], prox_logp=prox_logp[:, None], adv=adv[:, None], mask=mb["mask"], entropy=ent[:, None]
         )
@@ -351,7 +352,8 @@ class OnPolicy(Algorithm):
         flat["mask"] = torch.ones(B, 1)
         grad = self.flat_params.grad
         assert grad is not None
-        rows: list[dict[str, torch.Tensor]] = []  # metric tensors per minibatch, reduced once
+        names: tuple[str, ...] = ()
+        rows: list[torch.Tensor] = []  # each minibatch's metrics stacked into one tensor, reduced once
         for _ in range(p.update_epochs):
             perm = None if whole else torch.randperm(B)
             kl_epoch = torch.zeros(())
@@ -359,18 +361,20 @@ class OnPolicy(Algorithm):
                 batch = flat if perm is None else {k: v[perm[start : start + mb]] for k, v in flat.items()}
                 validate = not rows  # the iteration's first minibatch: the objective's full compute and checks
                 loss, stats = (self.minibatch_loss if validate else self.fast_loss)(batch, clip, norm_adv, validate)
-                rows.append(stats)
+                names = tuple(stats)
+                rows.append(torch.stack(list(stats.values())))
                 kl_epoch = stats["approx_kl"]
                 grad.zero_()
                 loss.backward()
                 with torch.no_grad():  # clip_grad_norm_'s rule on the one flat gradient
-                    grad.mul_((p.max_grad_norm / (grad.norm() + 1e-6)).clamp_(max=1.0))
+                    grad.mul_((p.max_grad_norm / (torch.linalg.vector_norm(grad) + 1e-6)).clamp_(max=1.0))
                 self.opt.step()
                 self.after_step(batch)
             if p.target_kl is not None and float(kl_epoch) > p.target_kl:
                 break
-        # one device-to-host transfer for the iteration's diagnostics (mean over minibatches)
-        metrics = objectives.reduce_metrics(rows)
+        # one device-to-host transfer for the iteration's diagnostics (means over minibatches)
+        means = torch.stack(rows).double().mean(0).tolist()
+        metrics = dict(zip(names, means, strict=True))
         var_y, var_res = torch.stack([flat["returns"].var(), (flat["returns"] - flat["values"]).var()]).tolist()
         metrics["explained_variance"] = float("nan") if var_y == 0 else 1.0 - var_res / var_y
         return metrics
