@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ratiolab.config import check_fields, check_range
-from ratiolab.gym.algos import ALGOS, algo_class
 from ratiolab.gym.algorithm import Algorithm
+from ratiolab.gym.algos import ALGOS, algo_class
 from ratiolab.objectives import OBJECTIVES
 from ratiolab.objectives.grpo_guard import GAUSSIAN_ONLY
 

@@ -26,12 +26,11 @@ class MLP(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self:
-            kind = type(layer)
-            if kind is nn.Linear:
+            if isinstance(layer, nn.Linear):
                 x = F.linear(x, layer.weight, layer.bias)
-            elif kind is nn.Tanh:
+            elif isinstance(layer, nn.Tanh):
                 x = torch.tanh(x)
-            elif kind is nn.ReLU:
+            elif isinstance(layer, nn.ReLU):
                 x = torch.relu(x)
             else:
                 x = layer(x)
@@ -133,7 +132,7 @@ class Actor(nn.Module):
     def log_prob_entropy(
         self, params: torch.Tensor, action: torch.Tensor, entropy_grad: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`log_prob` and :meth:`entropy` from one log-softmax; the entropy is detached unless ``entropy_grad``."""
+        """:meth:`log_prob` and :meth:`entropy` from one log-softmax (the entropy detached unless ``entropy_grad``)."""
         if not self.continuous:
             lsm = params.log_softmax(-1)
             ls = lsm if entropy_grad else lsm.detach()
