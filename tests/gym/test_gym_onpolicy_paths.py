@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from ratiolab.gym import GymTrainConfig, PPOConfig
-from ratiolab.gym.config import PROPSConfig
 from ratiolab.gym.algos.pdppo import pdppo_advantage
 from ratiolab.gym.algos.props import PROPS
+from ratiolab.gym.config import PROPSConfig
 from ratiolab.gym.onpolicy import OnPolicy
 from ratiolab.gym.train import _build
 

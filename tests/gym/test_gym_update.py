@@ -20,8 +20,10 @@ T, CLIP, LR, ENT, VF, MAX_NORM = 8, 0.2, 0.01, 0.01, 0.5, 0.5
 
 
 def _ppo(**kw: object) -> OnPolicy:
-    ppo = PPOConfig(num_envs=1, num_steps=T, num_minibatches=1, update_epochs=1, learning_rate=LR, anneal_lr=False,
-                    ent_coef=ENT, vf_coef=VF, max_grad_norm=MAX_NORM, clip_vloss=True, hidden=[8], **kw)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"num_envs": 1, "num_steps": T, "num_minibatches": 1, "update_epochs": 1,
+                                   "learning_rate": LR, "anneal_lr": False, "ent_coef": ENT, "vf_coef": VF,
+                                   "max_grad_norm": MAX_NORM, "clip_vloss": True, "hidden": [8], **kw}
+    ppo = PPOConfig(**settings)  # type: ignore[arg-type]
     algo = _build(GymTrainConfig(total_steps=T, ppo=ppo))
     algo.runner.envs.close()
     assert isinstance(algo, OnPolicy)
@@ -41,39 +43,55 @@ def _buffer(algo: OnPolicy) -> dict[str, torch.Tensor]:
             "returns": torch.randn(T, 1, generator=g), "rewards": torch.zeros(T, 1), "terminated": torch.zeros(T, 1)}
 
 
-def test_update_equals_a_hand_written_ppo_step() -> None:
-    algo = _ppo()
-    buf = _buffer(algo)
-    actor, critic = copy.deepcopy(algo.actor), copy.deepcopy(algo.critic)
+def _hand_ppo_loss(
+    actor: torch.nn.Module, critic: torch.nn.Module, buf: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO-clip (arXiv 1707.06347) with CleanRL's pieces: normalised advantage, entropy bonus, clipped value loss."""
     obs, act, logp_old = buf["obs"][:, 0], buf["act"][:, 0].long(), buf["logp"][:, 0]
     adv, v_old, ret = buf["adv"][:, 0], buf["values"][:, 0], buf["returns"][:, 0]
-    # PPO-clip (arXiv 1707.06347) with CleanRL's pieces: normalised advantage, entropy bonus, clipped value loss
     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     logits = actor(obs).log_softmax(-1)
     r = (logits.gather(1, act[:, None])[:, 0] - logp_old).exp()
-    surrogate = torch.maximum(-adv * r, -adv * r.clamp(1 - CLIP, 1 + CLIP))
+    unclipped, clipped = -adv * r, -adv * r.clamp(1 - CLIP, 1 + CLIP)
     entropy = -(logits.exp() * logits).sum(-1)
-    pg = (surrogate - ENT * entropy).mean()
+    pg = (torch.maximum(unclipped, clipped) - ENT * entropy).mean()
     v = critic(obs)[:, 0]
     v_clipped = v_old + (v - v_old).clamp(-CLIP, CLIP)
     vl = 0.5 * torch.maximum((v - ret).square(), (v_clipped - ret).square()).mean()
+    stats = {"loss/policy": pg, "loss/value": vl, "entropy": entropy.mean(),
+             "clip_frac": (clipped > unclipped).float().mean()}
+    return pg + VF * vl, {k: s.detach() for k, s in stats.items()}
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_update_equals_a_hand_written_ppo_step(epochs: int) -> None:
+    """``epochs`` full-batch Adam steps: the first through ``objectives.compute``, the others through the direct
+    registry call, against the loss and Adam written out here (betas 0.9, 0.999, eps 1e-5, norm clipping)."""
+    algo = _ppo(update_epochs=epochs)
+    buf = _buffer(algo)
+    actor, critic = copy.deepcopy(algo.actor), copy.deepcopy(algo.critic)
     params = [*actor.parameters(), *critic.parameters()]
-    grads = torch.autograd.grad(pg + VF * vl, params)
-    scale = min(1.0, MAX_NORM / (math.sqrt(sum(float(g.square().sum()) for g in grads)) + 1e-6))
-    # Adam's first step: m_hat = g, v_hat = g^2, so theta -= lr g / (|g| + eps) with eps = 1e-5
-    expected = [p.detach() - LR * (scale * g) / ((scale * g).abs() + 1e-5) for p, g in zip(params, grads, strict=True)]
-    clipped = (r - r.clamp(1 - CLIP, 1 + CLIP)).abs() > 0
-    assert 0 < int(clipped.sum()) < T  # both branches of the clip are exercised
+    m = [torch.zeros_like(p) for p in params]
+    v2 = [torch.zeros_like(p) for p in params]
+    rows = []
+    for k in range(1, epochs + 1):
+        loss, stats = _hand_ppo_loss(actor, critic, buf)
+        rows.append(stats)
+        grads = torch.autograd.grad(loss, params)
+        scale = min(1.0, MAX_NORM / (math.sqrt(sum(float(g.square().sum()) for g in grads)) + 1e-6))
+        with torch.no_grad():
+            for p, g, m_i, v_i in zip(params, grads, m, v2, strict=True):
+                m_i.mul_(0.9).add_(0.1 * scale * g)
+                v_i.mul_(0.999).add_(0.001 * (scale * g).square())
+                p.sub_(LR * (m_i / (1 - 0.9**k)) / ((v_i / (1 - 0.999**k)).sqrt() + 1e-5))
+    assert 0 < float(rows[0]["clip_frac"]) < 1  # both branches of the clip are exercised
 
     metrics = algo._learn(buf, CLIP)
     got = [*algo.actor.parameters(), *algo.critic.parameters()]
-    for p, want in zip(got, expected, strict=True):
-        torch.testing.assert_close(p.detach(), want, rtol=1e-5, atol=1e-6)
-    assert metrics["loss/policy"] == pytest.approx(float(pg.detach()), rel=1e-5)
-    assert metrics["loss/value"] == pytest.approx(float(vl.detach()), rel=1e-5)
-    assert metrics["entropy"] == pytest.approx(float(entropy.detach().mean()), rel=1e-5)
-    assert metrics["clip_frac"] == pytest.approx(float((torch.maximum(-adv * r, -adv * r.clamp(0.8, 1.2))
-                                                        > -adv * r).float().mean()), abs=1e-7)
+    for p, want in zip(got, params, strict=True):
+        torch.testing.assert_close(p.detach(), want.detach(), rtol=1e-5, atol=1e-6)
+    for key in rows[0]:  # the means over the minibatches
+        assert metrics[key] == pytest.approx(sum(float(r[key]) for r in rows) / epochs, rel=1e-5, abs=1e-7), key
 
 
 def _inputs(b: int = 16) -> PolicyLossInputs:
