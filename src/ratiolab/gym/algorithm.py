@@ -106,4 +106,4 @@ def algo_class(name: str) -> type[Algorithm]:
     try:
         return ALGOS[name]
     except KeyError:
-        raise ValueError(f"algo: unknown algorithm {name!r}; valid: {', '.join(sorted(ALGOS))}") from None
+        raise ValueError(f"algo = {name!r} is not one of {list(ALGOS)} (the registered gym algorithms)") from None
