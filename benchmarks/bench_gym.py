@@ -21,7 +21,9 @@ Run: ``.venv/bin/python benchmarks/bench_gym.py [--seeds 3]``; needs the ``bench
 Comparison mode, ``--compare OTHER_SRC [--repeats 3]``: ratiolab's own rows against another checkout's
 ``src`` (e.g. a ``git worktree`` of main), side by side. Each repeat runs every case once per tree, each
 in a fresh subprocess with ``PYTHONPATH`` set to that tree's ``src`` (the order alternates between
-repeats), and prints the median train seconds and ``this / other`` per case: ``ppo_zoo`` (the
+repeats), and prints the median train seconds (wall, and the process CPU time of ``train``, which a
+shared machine's load disturbs less; inductor compiles in-process for it) and ``this / other`` per case:
+``ppo_zoo`` (the
 ``ppo_steps`` row, eager), ``ppo_zoo_compile`` (the same with ``ppo.compile``, a cold inductor cache
 per run), ``ppo_defaults`` (CleanRL settings: 4 shuffled minibatches) and ``pqn_preset``, all at
 ``--steps`` env steps. The target rows reach the same return at the same step in both trees when the
@@ -280,34 +282,44 @@ COMPARE_CASES: dict[str, Callable[[int, int], GymTrainConfig]] = {
 
 
 def _child(case: str, steps: int, seed: int) -> None:
-    """One ``--compare`` run in this process (the ratiolab on ``PYTHONPATH``): prints its train seconds as JSON."""
+    """One ``--compare`` run in this process (the ratiolab on ``PYTHONPATH``): prints its train seconds (wall) and
+    the process CPU seconds of ``train`` as JSON."""
     torch.set_num_threads(1)
+    cpu = time.process_time()
     res = train(COMPARE_CASES[case](steps, seed), None)
-    print(json.dumps({"train_s": res.train_seconds}))
+    print(json.dumps({"train_s": res.train_seconds, "cpu_s": time.process_time() - cpu}))
 
 
 def compare(other_src: Path, steps: int, repeats: int, seed: int = 1) -> dict[str, Any]:
     """Median train seconds per case of this tree and ``other_src``, alternating runs (module docstring)."""
     trees = {"this": Path(__file__).resolve().parents[1] / "src", "other": other_src.resolve()}
     times: dict[str, dict[str, list[float]]] = {c: {t: [] for t in trees} for c in COMPARE_CASES}
+    cpus: dict[str, dict[str, list[float]]] = {c: {t: [] for t in trees} for c in COMPARE_CASES}
     for rep in range(repeats):
         order = list(trees) if rep % 2 == 0 else list(trees)[::-1]
         for case in COMPARE_CASES:
             for tree in order:
                 with tempfile.TemporaryDirectory() as cache:
                     env = {**os.environ, "PYTHONPATH": str(trees[tree]), "OMP_NUM_THREADS": "1",
-                           "TORCHINDUCTOR_CACHE_DIR": cache}
+                           "TORCHINDUCTOR_CACHE_DIR": cache, "TORCHINDUCTOR_COMPILE_THREADS": "1"}
                     out = subprocess.run([sys.executable, __file__, "--child", case, "--steps", str(steps),
                                           "--child-seed", str(seed)], env=env, check=True, capture_output=True,
                                          text=True).stdout
-                times[case][tree].append(json.loads(out.strip().splitlines()[-1])["train_s"])
-                print(f"  repeat {rep + 1} {case:<16} {tree:<5} {times[case][tree][-1]:.2f} s", flush=True)
+                row = json.loads(out.strip().splitlines()[-1])
+                times[case][tree].append(row["train_s"])
+                cpus[case][tree].append(row["cpu_s"])
+                print(f"  repeat {rep + 1} {case:<16} {tree:<5} {row['train_s']:.2f} s ({row['cpu_s']:.2f} s CPU)",
+                      flush=True)
     med = statistics.median
-    print(f"\n{'case':<18}{'other s':>9}{'this s':>9}{'this/other':>12}   (median of {repeats}, {steps} steps)")
+    print(f"\n{'case':<18}{'other s':>9}{'this s':>9}{'this/other':>12}{'other CPU':>11}{'this CPU':>10}"
+          f"{'this/other':>12}   (medians of {repeats}, {steps} steps)")
     rows = {}
     for case, t in times.items():
-        rows[case] = {"other_s": t["other"], "this_s": t["this"], "ratio": med(t["this"]) / med(t["other"])}
-        print(f"{case:<18}{med(t['other']):>9.2f}{med(t['this']):>9.2f}{rows[case]['ratio']:>12.3f}")
+        c = cpus[case]
+        rows[case] = {"other_s": t["other"], "this_s": t["this"], "ratio": med(t["this"]) / med(t["other"]),
+                      "other_cpu_s": c["other"], "this_cpu_s": c["this"], "cpu_ratio": med(c["this"]) / med(c["other"])}
+        print(f"{case:<18}{med(t['other']):>9.2f}{med(t['this']):>9.2f}{rows[case]['ratio']:>12.3f}"
+              f"{med(c['other']):>11.2f}{med(c['this']):>10.2f}{rows[case]['cpu_ratio']:>12.3f}")
     return {"other_src": str(other_src), "steps": steps, "repeats": repeats, "cases": rows}
 
 

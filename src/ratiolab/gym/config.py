@@ -32,7 +32,9 @@ class PPOConfig:
     a number fixes the std, which ``grpo_guard`` needs (its ratio normalisation, arXiv 2510.22319 Eq. 8,
     assumes the old and the new step share one std); ignored for discrete actions. ``compile`` runs the
     whole minibatch loss (objective, value loss, extra terms) of the on-policy algorithms through
-    ``torch.compile`` (CPU inductor); off by default: see benchmarks/bench_gym.py for its warm-up cost and gain.
+    ``torch.compile`` (CPU inductor; a Python number that changes between iterations, such as an annealed clip
+    or MDPO's iteration index, costs a recompile); off by default: see benchmarks/bench_gym.py for its
+    warm-up cost and gain.
     """
 
     num_envs: int = 4
@@ -225,7 +227,7 @@ class GymTrainConfig:
             )
         g = self.ope_gate
         if g.enabled and not cls.on_policy:
-            on_policy = sorted(n for n, c in ALGOS.items() if c.on_policy)
+            on_policy = [n for n, c in ALGOS.items() if c.on_policy]
             raise ValueError(f"ope_gate.enabled gates the on-policy algorithms {on_policy}, not {self.algo!r}")
         if g.estimator not in LOGGED_ESTIMATORS:
             raise ValueError(f"ope_gate.estimator must be one of {list(LOGGED_ESTIMATORS)}, got {g.estimator!r}")
@@ -243,7 +245,7 @@ class GymTrainConfig:
             raise ValueError(f"ppo.compile applies to the on-policy algorithms' minibatch loss, not algo "
                              f"{self.algo!r}: set ppo.compile=false")
         if not self.objective_configurable and p.objective != DEFAULT_OBJECTIVE:
-            configurable = sorted(n for n, c in ALGOS.items() if c.on_policy and c.objective is None)
+            configurable = [n for n, c in ALGOS.items() if c.on_policy and c.objective is None]
             raise ValueError(
                 f"ppo.objective={p.objective!r} only applies to algo {' or '.join(map(repr, configurable))}; algo "
                 f"{self.algo!r} uses {cls.objective or 'its own loss'!r}: leave ppo.objective at "

@@ -59,7 +59,8 @@ def value_loss(v: torch.Tensor, v_old: torch.Tensor, ret: torch.Tensor, clip: fl
 
 
 class RegistryObjective:
-    """Registry objective ``name`` (with ``params``) on the gym's ``[B, 1]`` minibatches (one row per env step).
+    """Registry objective ``name`` (with ``params``) on the gym's ``[B, 1]`` minibatches (one row per env step,
+    mask all ones).
 
     ``validate=True`` (the first minibatch of every iteration) is :func:`ratiolab.objectives.compute` with its
     input value checks and every metric. The other minibatches call the registered function directly, with
@@ -85,6 +86,7 @@ class RegistryObjective:
             self._own = {k: v for k, v in merged.items() if k not in data}
             return out.loss, out.metrics
         common = self._common
+        assert inputs.behav_logp is None and inputs.ref_logp is None, "the direct call has no correction or KL term"
         log_r = log_ratio(inputs.logp, inputs.prox_logp)
         per_token, metrics = self.entry.fn(inputs, log_r, **self._own, **data)
         if common["entropy_coef"]:
