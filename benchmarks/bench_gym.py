@@ -6,10 +6,10 @@ Rows (wall times exclude evaluation; evaluation = 20 deterministic episodes, env
 2. ``ppo_steps``   SB3 PPO with its rl-baselines3-zoo CartPole-v1 hyperparameters vs ratiolab PPO with the
                    same hyperparameters: training wall time at an equal number of env steps; plus a
                    minimal plain-PyTorch PPO of the same work (``bare_ppo``), the floor eager per-step
-                   compute sets. ratiolab runs its default (fastest measured) path: the fused ``ppo_loss``
-                   on flat parameters, eager. ``ratiolab_compile_s`` is the same run with ``ppo.compile``
-                   (inductor; its first iteration, ``compile_first_iter_s``, holds the compile warm-up;
-                   inductor's on-disk cache makes later seeds warm).
+                   compute sets. ratiolab runs its default path: the registry ``ppo`` objective on flat
+                   parameters, eager. ``ratiolab_compile_s`` is the same run with ``ppo.compile`` (inductor,
+                   the whole minibatch loss; its first iteration, ``compile_first_iter_s``, holds the compile
+                   warm-up; inductor's on-disk cache makes later seeds warm).
 3. ``ppo_target``  wall time until the evaluation first reaches 475 (SB3 zoo; ratiolab zoo settings; ratiolab
                    defaults = CleanRL parity).
 4. ``pqn_target``  ratiolab PQN vs SB3 DQN (zoo hyperparameters) to the same evaluation return.
@@ -17,6 +17,17 @@ HalfCheetah-v5 (1M steps, PPO/MDPO/BPO against CleanRL) is ``benchmarks/bench_mu
 
 Run: ``.venv/bin/python benchmarks/bench_gym.py [--seeds 3]``; needs the ``bench`` extra
 (stable-baselines3). Prints a table and writes ``benchmarks/results/gym.json``.
+
+Comparison mode, ``--compare OTHER_SRC [--repeats 3]``: ratiolab's own rows against another checkout's
+``src`` (e.g. a ``git worktree`` of main), side by side. Each repeat runs every case once per tree, each
+in a fresh subprocess with ``PYTHONPATH`` set to that tree's ``src`` (the order alternates between
+repeats), and prints the median train seconds (wall, and the process CPU time of ``train``, which a
+shared machine's load disturbs less; inductor compiles in-process for it) and ``this / other`` per case:
+``ppo_zoo`` (the
+``ppo_steps`` row, eager), ``ppo_zoo_compile`` (the same with ``ppo.compile``, a cold inductor cache
+per run), ``ppo_defaults`` (CleanRL settings: 4 shuffled minibatches) and ``pqn_preset``, all at
+``--steps`` env steps. The target rows reach the same return at the same step in both trees when the
+updates are the same, so their time ratio is that of the equal-steps rows. SB3 is not needed.
 """
 
 from __future__ import annotations
@@ -24,8 +35,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -254,12 +269,80 @@ def bench_targets(seed: int, every_updates: int = 4) -> dict[str, Any]:
     return out
 
 
+#: The cases of ``--compare``: a config for ``steps`` env steps and ``seed``.
+COMPARE_CASES: dict[str, Callable[[int, int], GymTrainConfig]] = {
+    "ppo_zoo": lambda steps, seed: ratiolab_zoo_ppo(steps, seed=seed, eval_every=10**9),
+    "ppo_zoo_compile": lambda steps, seed: dataclasses.replace(
+        ratiolab_zoo_ppo(steps, seed=seed, eval_every=10**9),
+        ppo=dataclasses.replace(preset("cartpole-ppo-zoo").ppo, compile=True)),
+    "ppo_defaults": lambda steps, seed: GymTrainConfig(total_steps=steps, seed=seed, eval_every=10**9),
+    "pqn_preset": lambda steps, seed: dataclasses.replace(preset("cartpole-pqn"), total_steps=steps, seed=seed,
+                                                          eval_every=10**9),
+}
+
+
+def _child(case: str, steps: int, seed: int) -> None:
+    """One ``--compare`` run in this process (the ratiolab on ``PYTHONPATH``): prints its train seconds (wall) and
+    the process CPU seconds of ``train`` as JSON."""
+    torch.set_num_threads(1)
+    cpu = time.process_time()
+    res = train(COMPARE_CASES[case](steps, seed), None)
+    print(json.dumps({"train_s": res.train_seconds, "cpu_s": time.process_time() - cpu}))
+
+
+def compare(other_src: Path, steps: int, repeats: int, seed: int = 1) -> dict[str, Any]:
+    """Median train seconds per case of this tree and ``other_src``, alternating runs (module docstring)."""
+    trees = {"this": Path(__file__).resolve().parents[1] / "src", "other": other_src.resolve()}
+    times: dict[str, dict[str, list[float]]] = {c: {t: [] for t in trees} for c in COMPARE_CASES}
+    cpus: dict[str, dict[str, list[float]]] = {c: {t: [] for t in trees} for c in COMPARE_CASES}
+    for rep in range(repeats):
+        order = list(trees) if rep % 2 == 0 else list(trees)[::-1]
+        for case in COMPARE_CASES:
+            for tree in order:
+                with tempfile.TemporaryDirectory() as cache:
+                    env = {**os.environ, "PYTHONPATH": str(trees[tree]), "OMP_NUM_THREADS": "1",
+                           "TORCHINDUCTOR_CACHE_DIR": cache, "TORCHINDUCTOR_COMPILE_THREADS": "1"}
+                    out = subprocess.run([sys.executable, __file__, "--child", case, "--steps", str(steps),
+                                          "--child-seed", str(seed)], env=env, check=True, capture_output=True,
+                                         text=True).stdout
+                row = json.loads(out.strip().splitlines()[-1])
+                times[case][tree].append(row["train_s"])
+                cpus[case][tree].append(row["cpu_s"])
+                print(f"  repeat {rep + 1} {case:<16} {tree:<5} {row['train_s']:.2f} s ({row['cpu_s']:.2f} s CPU)",
+                      flush=True)
+    med = statistics.median
+    print(f"\n{'case':<18}{'other s':>9}{'this s':>9}{'this/other':>12}{'other CPU':>11}{'this CPU':>10}"
+          f"{'this/other':>12}   (medians of {repeats}, {steps} steps)")
+    rows = {}
+    for case, t in times.items():
+        c = cpus[case]
+        rows[case] = {"other_s": t["other"], "this_s": t["this"], "ratio": med(t["this"]) / med(t["other"]),
+                      "other_cpu_s": c["other"], "this_cpu_s": c["this"], "cpu_ratio": med(c["this"]) / med(c["other"])}
+        print(f"{case:<18}{med(t['other']):>9.2f}{med(t['this']):>9.2f}{rows[case]['ratio']:>12.3f}"
+              f"{med(c['other']):>11.2f}{med(c['this']):>10.2f}{rows[case]['cpu_ratio']:>12.3f}")
+    return {"other_src": str(other_src), "steps": steps, "repeats": repeats, "cases": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20_480, help="env steps for the equal-steps PPO timing")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "gym.json")
+    ap.add_argument("--compare", type=Path, metavar="OTHER_SRC", help="time this tree against OTHER_SRC only")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per tree and case with --compare")
+    ap.add_argument("--child", choices=sorted(COMPARE_CASES), help=argparse.SUPPRESS)
+    ap.add_argument("--child-seed", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child is not None:
+        _child(args.child, args.steps, args.child_seed)
+        return
+    if args.compare is not None:
+        result = compare(args.compare, args.steps, args.repeats)
+        out = args.out.with_name("gym_compare.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        print(f"\nwrote {out}")
+        return
     torch.set_num_threads(1)
     seeds = list(range(1, args.seeds + 1))
     result: dict[str, Any] = {

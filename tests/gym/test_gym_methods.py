@@ -10,9 +10,10 @@ import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from ratiolab.gym import GymTrainConfig, PPOConfig, preset, scale_envs
+from ratiolab.gym.algos.pdppo import pdppo_advantage
+from ratiolab.gym.algos.props import props_loss
 from ratiolab.gym.inventory import InventoryEnv
 from ratiolab.gym.normalize import RunningMeanStd
-from ratiolab.gym.onpolicy import pdppo_advantage, props_loss
 from ratiolab.gym.policies import Actor
 from ratiolab.gym.pqn import epsilon
 from ratiolab.objectives import compute

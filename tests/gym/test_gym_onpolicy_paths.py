@@ -1,4 +1,4 @@
-"""The algorithm-specific code paths of gym/onpolicy.py on hand-computed numbers (PDPPO, PROPS, MDPO, BPO).
+"""The algorithm-specific hooks of gym/algos/*.py on hand-computed numbers (PDPPO, PROPS, MDPO, BPO, GRPO-Guard).
 
 Each test drives the learner's own method (not a re-computation in the test) on a policy whose
 output is fixed by hand: every weight zero, the head bias set, so that the numbers can be derived.
@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from ratiolab.gym import GymTrainConfig, PPOConfig
+from ratiolab.gym.algos.pdppo import pdppo_advantage
+from ratiolab.gym.algos.props import PROPS
 from ratiolab.gym.config import PROPSConfig
-from ratiolab.gym.onpolicy import OnPolicy, pdppo_advantage
+from ratiolab.gym.onpolicy import OnPolicy
 from ratiolab.gym.train import _build
 
 # Pendulum (1-D action). The actor's mean is 0.3 everywhere (log-std 0); the old policy is N(0, 1).
@@ -50,10 +52,24 @@ def _set_head(net: torch.nn.Module, bias: list[float]) -> None:
         net[-1].bias.copy_(torch.tensor(bias))  # type: ignore[index]
 
 
-def _batch(returns: list[float], std: float = 1.0) -> dict[str, torch.Tensor]:
+def _batch(returns: list[float], std: float = 1.0, old: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """A minibatch as the learner's minibatch loss takes it (``old``: the iteration-start distribution parameters)."""
     logp_old = -0.5 * (ACT[:, 0] / std).square() - math.log(std) - 0.5 * math.log(2 * math.pi)  # N(a; 0, std)
-    return {"obs": torch.zeros(2, 3), "act": ACT, "logp": logp_old, "returns": torch.tensor(returns),
-            "values": torch.zeros(2)}
+    mb = {"obs": torch.zeros(2, 3), "act": ACT, "logp": logp_old, "returns": torch.tensor(returns),
+          "values": torch.zeros(2), "adv": ADV, "mask": torch.ones(2, 1)}
+    if old is not None:
+        mb["old_params"] = old
+    return mb
+
+
+def _stats(algo: OnPolicy, mb: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The minibatch metrics through ``objectives.compute`` (validate) and through the direct registry call; both
+    must agree."""
+    _, checked = algo.minibatch_loss(mb, 0.2, norm_adv=False, validate=True)
+    _, direct = algo.minibatch_loss(mb, 0.2, norm_adv=False, validate=False)
+    for k in checked:
+        assert float(direct[k]) == pytest.approx(float(checked[k]), abs=1e-6), k
+    return {k: float(v) for k, v in checked.items()}
 
 
 def test_pdppo_advantage_takes_the_larger_advantage() -> None:
@@ -68,6 +84,7 @@ def test_props_resets_the_behaviour_to_theta_then_takes_one_adam_step(make) -> N
     # dL/dz = (+0.25, -0.25) (the PROPS worked example), only the head bias has a gradient; Adam's first step
     # is lr * sign(g), so with lr = 0.25 the behaviour's head bias is (-0.25, +0.25) and all else stays 0.
     algo = make("props", "CartPole-v1", props=PROPSConfig(learning_rate=0.25, epochs=1, num_minibatches=1))
+    assert isinstance(algo, PROPS)
     _set_head(algo.actor.net, [0.0, 0.0])
     behaviour = algo.extra["behaviour"]
     assert any(float(q.detach().abs().sum()) > 0 for q in behaviour.parameters())  # still the random initial copy
@@ -86,9 +103,9 @@ def test_mdpo_loss_carries_the_exact_kl_to_the_iteration_start_policy(make) -> N
     algo = make("mdpo")
     _set_head(algo.actor.net, [0.3])
     old = torch.zeros(2, 2)  # (mean, log_std) of pi_theta_k
-    _, stats = algo._objective_loss(_batch([0.0, 0.0]), slice(None), ADV, old, 0.2, False)
+    stats = _stats(algo, _batch([0.0, 0.0], old=old))
     expected = (-R[0] * 1.0 + R[1] * 2.0) / 2 + 0.045 / 1.5
-    assert float(stats["loss/policy"]) == pytest.approx(expected, abs=1e-6)  # 0.182865
+    assert stats["loss/policy"] == pytest.approx(expected, abs=1e-6)  # 0.182865
 
 
 def test_bpo_target_uses_the_median_head(make) -> None:  # type: ignore[no-untyped-def]
@@ -98,9 +115,9 @@ def test_bpo_target_uses_the_median_head(make) -> None:  # type: ignore[no-untyp
     algo = make("bpo")
     _set_head(algo.actor.net, [0.3])
     _set_head(algo.critic, [0.0, 0.5])
-    _, stats = algo._objective_loss(_batch([0.2, 1.0]), slice(None), ADV, None, 0.2, False)
+    stats = _stats(algo, _batch([0.2, 1.0]))
     expected = (abs(R[0] - 0.7) * 1.0 + abs(R[1] - 1.3) * 2.0) / 2
-    assert float(stats["loss/policy"]) == pytest.approx(expected, abs=1e-6)
+    assert stats["loss/policy"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_grpo_guard_runs_on_the_fixed_std_gaussian_actor(make) -> None:  # type: ignore[no-untyped-def]
@@ -111,7 +128,7 @@ def test_grpo_guard_runs_on_the_fixed_std_gaussian_actor(make) -> None:  # type:
     assert "actor.log_std" not in [n for n, _ in algo.actor.named_parameters()]
     _set_head(algo.actor.net, [0.1])
     old = torch.tensor([[0.0, math.log(0.5)]] * 2)
-    _, stats = algo._objective_loss(_batch([0.0, 0.0], std=0.5), slice(None), ADV, old, 0.2, False)
+    stats = _stats(algo, _batch([0.0, 0.0], std=0.5, old=old))
     expected = (-math.exp(0.1) + max(2 * math.exp(-0.2), 2 * 0.8)) / 2
-    assert float(stats["loss/policy"]) == pytest.approx(expected, abs=1e-6)  # 0.266145
-    assert float(stats["clip_frac"]) == 0.0
+    assert stats["loss/policy"] == pytest.approx(expected, abs=1e-6)  # 0.266145
+    assert stats["clip_frac"] == 0.0

@@ -12,20 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ratiolab.config import check_fields, check_range
+from ratiolab.gym.algorithm import Algorithm
+from ratiolab.gym.algos import ALGOS, algo_class
 from ratiolab.objectives import OBJECTIVES
+from ratiolab.objectives.grpo_guard import GAUSSIAN_ONLY
 from ratiolab.trackers import check_trackers
 
-Algo = Literal["ppo", "mdpo", "bpo", "props", "pdppo", "pqn", "mdpo_off"]
-ON_POLICY: tuple[str, ...] = ("ppo", "mdpo", "bpo", "props", "pdppo")
-#: The registry objective of each algorithm (``ppo.objective`` overrides it for ``ppo``).
-ALGO_OBJECTIVE = {
-    "ppo": "ppo",
-    "mdpo": "mdpo",
-    "bpo": "bpo",
-    "props": "ppo",
-    "pdppo": "ppo",
-    "mdpo_off": "mdpo",
-}
+#: ``ppo.objective``'s default, the registry's PPO-clip objective.
+DEFAULT_OBJECTIVE = "ppo"
 
 
 @dataclass
@@ -33,12 +27,15 @@ class PPOConfig:
     """Rollout and learner settings of the actor-critic algorithms (CleanRL ``ppo.py`` defaults).
 
     ``objective`` names any entry of :mod:`ratiolab.objectives` (``ppo`` and ``grpo_guard`` get
-    ``clip_low = clip_high = clip_coef``); ``objective_params`` are passed to it verbatim.
+    ``clip_low = clip_high = clip_coef``: ``ratiolab.gym.onpolicy.CLIP_COEF_OBJECTIVES``); ``objective_params``
+    are passed to it verbatim; an algorithm with its own objective (``mdpo``, ``bpo``) ignores the field.
     ``action_std`` (continuous actions): None learns the Gaussian's state-independent log-std (CleanRL);
     a number fixes the std, which ``grpo_guard`` needs (its ratio normalisation, arXiv 2510.22319 Eq. 8,
     assumes the old and the new step share one std); ignored for discrete actions. ``compile`` runs the
-    minibatch loss of the plain ``ppo`` objective (no ``objective_params``) through ``torch.compile``
-    (CPU inductor); off by default: see benchmarks/bench_gym.py for its warm-up cost and gain.
+    whole minibatch loss (objective, value loss, extra terms) of the on-policy algorithms through
+    ``torch.compile`` (CPU inductor; a Python number that changes between iterations, such as an annealed clip
+    or MDPO's iteration index, costs a recompile); off by default: see benchmarks/bench_gym.py for its
+    warm-up cost and gain.
     """
 
     num_envs: int = 4
@@ -61,7 +58,7 @@ class PPOConfig:
     activation: Literal["tanh", "relu"] = "tanh"
     norm_obs: bool = False
     norm_reward: bool = False
-    objective: str = "ppo"
+    objective: str = DEFAULT_OBJECTIVE
     objective_params: dict[str, Any] = field(default_factory=dict)
     bpo_u_coef: float = 0.5
     compile: bool = False
@@ -172,13 +169,17 @@ class GymTrainConfig:
     end) runs ``eval_episodes`` deterministic episodes; with ``target_return`` set, training stops as
     soon as that evaluation mean reaches it. ``vector`` picks gymnasium's sync or async vector env
     (sync measured faster for cheap envs on 2 cores: benchmarks/bench_gym.py); exact resume needs
+    ``sync``. ``algo`` names a class of ``ratiolab.gym.algorithm.ALGOS`` (``ppo``, ``mdpo``, ``bpo``, ``props``,
+    ``pdppo``, ``pqn``, ``mdpo_off``); the checks below read its declarations, never its name.
+    ``torch_threads`` is applied inside the training loop only. ``keep_checkpoints`` (>= 1)
+    is how many of the newest checkpoints the run directory keeps (more for ``ratiolab ope``).
     ``sync``. ``torch_threads`` is applied inside the training loop only. ``keep_checkpoints`` (>= 1)
     is how many of the newest checkpoints the run directory keeps (more for ``ratiolab ope``). ``log`` names
     the experiment trackers that also receive every logged row (:mod:`ratiolab.trackers`).
     """
 
     env_id: str = "CartPole-v1"
-    algo: Algo = "ppo"
+    algo: str = "ppo"
     seed: int = 1
     total_steps: int = 500_000
     vector: Literal["sync", "async"] = "sync"
@@ -206,6 +207,7 @@ class GymTrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 = only at the end), got {getattr(self, name)}")
         p, q = self.ppo, self.pqn
+        cls = self.algo_class
         self._check_ranges()
         if p.num_envs < 1 or p.num_steps < 1 or not 1 <= p.num_minibatches <= p.batch_size:
             raise ValueError(
@@ -217,21 +219,22 @@ class GymTrainConfig:
                 f"pqn: need num_envs, num_steps >= 1 and 1 <= num_minibatches <= num_envs*num_steps, got "
                 f"num_envs={q.num_envs}, num_steps={q.num_steps}, num_minibatches={q.num_minibatches}"
             )
-        if self.algo in ON_POLICY and not p.clip_coef > 0:
+        if cls.on_policy and not p.clip_coef > 0:
             raise ValueError(
                 f"ppo.clip_coef must be > 0 (the PPO clip range, and the value clip with clip_vloss), got "
                 f"{p.clip_coef}; use e.g. ppo.clip_coef=0.2"
             )
         if p.action_std is not None and not p.action_std > 0:
             raise ValueError(f"ppo.action_std must be > 0 (or null: a learned std), got {p.action_std}")
-        if p.objective == "grpo_guard" and p.action_std is None:
+        if p.objective in GAUSSIAN_ONLY and p.action_std is None:
             raise ValueError(
-                "ppo.objective='grpo_guard' needs a fixed Gaussian std shared by the old and the new policy: "
+                f"ppo.objective={p.objective!r} needs a fixed Gaussian std shared by the old and the new policy: "
                 "set ppo.action_std (e.g. ppo.action_std=0.5)"
             )
         g = self.ope_gate
-        if g.enabled and self.algo not in ON_POLICY:
-            raise ValueError(f"ope_gate.enabled gates the on-policy algorithms {list(ON_POLICY)}, not {self.algo!r}")
+        if g.enabled and not cls.on_policy:
+            on_policy = [n for n, c in ALGOS.items() if c.on_policy]
+            raise ValueError(f"ope_gate.enabled gates the on-policy algorithms {on_policy}, not {self.algo!r}")
         if g.estimator not in LOGGED_ESTIMATORS:
             raise ValueError(f"ope_gate.estimator must be one of {list(LOGGED_ESTIMATORS)}, got {g.estimator!r}")
         if g.episodes < 1 or not 0 < g.epsilon <= 1 or not 0 <= g.margin < float("inf"):
@@ -244,16 +247,15 @@ class GymTrainConfig:
                 f"total_steps={self.total_steps} is below one update of algo {self.algo!r} "
                 f"({self.steps_per_update} env steps); set total_steps >= {self.steps_per_update}"
             )
-        if p.compile and (self.algo not in ("ppo", "props", "pdppo") or p.objective != "ppo" or p.objective_params):
+        if p.compile and not cls.on_policy:
+            raise ValueError(f"ppo.compile applies to the on-policy algorithms' minibatch loss, not algo "
+                             f"{self.algo!r}: set ppo.compile=false")
+        if not self.objective_configurable and p.objective != DEFAULT_OBJECTIVE:
+            configurable = [n for n, c in ALGOS.items() if c.on_policy and c.objective is None]
             raise ValueError(
-                f"ppo.compile only applies to the plain 'ppo' objective without objective_params (algo ppo, props "
-                f"or pdppo), got algo={self.algo!r}, objective={p.objective!r}, objective_params="
-                f"{p.objective_params!r}: set ppo.compile=false"
-            )
-        if self.algo != "ppo" and p.objective != "ppo":
-            raise ValueError(
-                f"ppo.objective={p.objective!r} only applies to algo 'ppo'; algo {self.algo!r} uses "
-                f"{ALGO_OBJECTIVE.get(self.algo, 'its own loss')!r}: leave ppo.objective at 'ppo'"
+                f"ppo.objective={p.objective!r} only applies to algo {' or '.join(map(repr, configurable))}; algo "
+                f"{self.algo!r} uses {cls.objective or 'its own loss'!r}: leave ppo.objective at "
+                f"{DEFAULT_OBJECTIVE!r}"
             )
 
     def _check_ranges(self) -> None:
@@ -290,7 +292,7 @@ class GymTrainConfig:
         for name, hidden in (("ppo.hidden", p.hidden), ("pqn.hidden", q.hidden), ("mdpo_off.hidden", m.hidden)):
             if not hidden or min(hidden) < 1:
                 raise ValueError(f"{name} = {hidden} must list one or more positive layer widths, e.g. [64, 64]")
-        if self.algo in ON_POLICY:
+        if self.algo_class.on_policy:
             entry = OBJECTIVES.get(self.objective)  # ValueError listing the registered objectives
             unknown = sorted(set(p.objective_params) - set(entry.params))
             if unknown:
@@ -298,22 +300,26 @@ class GymTrainConfig:
                                  f"valid: {sorted(entry.params)}")
 
     @property
+    def algo_class(self) -> type[Algorithm]:
+        """The registered class of ``algo`` (``ValueError`` listing the valid names)."""
+        return algo_class(self.algo)
+
+    @property
+    def objective_configurable(self) -> bool:
+        """Whether ``ppo.objective`` picks the objective (an on-policy algorithm without its own)."""
+        return self.algo_class.on_policy and self.algo_class.objective is None
+
+    @property
     def objective(self) -> str:
-        """The registry objective the on-policy learner calls."""
-        return self.ppo.objective if self.algo == "ppo" else ALGO_OBJECTIVE[self.algo]
+        """The registry objective the algorithm calls (``ppo.objective`` where it is configurable)."""
+        own = self.algo_class.objective
+        return self.ppo.objective if own is None else own
 
     @property
     def steps_per_update(self) -> int:
         """Environment steps between two updates (one metrics row) of ``algo``, over all envs."""
-        if self.algo == "pqn":
-            return self.pqn.batch_size
-        if self.algo == "mdpo_off":
-            n = self.mdpo_off.num_envs
-            return max(self.mdpo_off.steps_per_iteration // n, 1) * n
-        return self.ppo.batch_size
+        return self.algo_class.update_steps(self)
 
     @property
     def num_envs(self) -> int:
-        if self.algo == "pqn":
-            return self.pqn.num_envs
-        return self.mdpo_off.num_envs if self.algo == "mdpo_off" else self.ppo.num_envs
+        return self.algo_class.env_count(self)

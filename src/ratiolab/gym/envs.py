@@ -15,22 +15,11 @@ from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from ratiolab.gym import inventory
+from ratiolab.gym.algos import algo_class
+from ratiolab.gym.rollout import EnvError, check_obs
 from ratiolab.objectives.grpo_guard import GAUSSIAN_ONLY
 
-#: Action spaces each algorithm supports.
-SUPPORTED: dict[str, tuple[type[spaces.Space], ...]] = {
-    "ppo": (spaces.Discrete, spaces.Box),
-    "mdpo": (spaces.Discrete, spaces.Box),
-    "bpo": (spaces.Discrete, spaces.Box),
-    "props": (spaces.Discrete, spaces.Box),
-    "pdppo": (spaces.Discrete,),
-    "pqn": (spaces.Discrete,),
-    "mdpo_off": (spaces.Box,),
-}
-
-
-class EnvError(ValueError):
-    """The environment cannot be used with the chosen algorithm; the message names both."""
+__all__ = ["EnvError", "check_obs", "make_vec", "validate"]
 
 
 def _make(env_id: str) -> gym.Env:
@@ -46,22 +35,15 @@ def make_vec(env_id: str, num_envs: int, vector: str = "sync") -> VectorEnv:
     return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
-def check_obs(obs: np.ndarray, env_id: str, algo: str) -> None:
-    """Raise :class:`EnvError` if an observation batch holds NaN or infinity."""
-    if not np.isfinite(obs).all():
-        raise EnvError(
-            f"environment {env_id!r} returned a non-finite observation (NaN/inf) while training algo "
-            f"{algo!r}; fix the environment or wrap it to sanitise observations"
-        )
-
-
 def validate(
     env_id: str, algo: str, seed: int, probe_steps: int = 8, objective: str = "ppo", discrete: bool = False
 ) -> None:
     """Check that ``env_id`` exists, fits ``algo`` and ``objective``, and yields finite observations (a probe).
 
+    The algorithm class declares its action spaces and the ``info`` keys every step must report.
     ``discrete=True`` (the training-loop OPE gate) also requires a Discrete action space.
     """
+    cls = algo_class(algo)
     inventory.register()
     try:
         env = _make(env_id)
@@ -81,7 +63,7 @@ def validate(
             raise EnvError(
                 f"environment {env_id!r} has observation space {obs_space}; algo {algo!r} needs a flat Box"
             )
-        allowed = SUPPORTED[algo]
+        allowed = cls.action_spaces
         if not isinstance(act_space, allowed):
             raise EnvError(
                 f"algo {algo!r} does not fit environment {env_id!r}: action space {act_space} is not one of "
@@ -104,11 +86,12 @@ def validate(
         for _ in range(probe_steps):
             obs, _, term, trunc, info = env.step(act_space.sample())
             check_obs(np.asarray(obs), env_id, algo)
-            if algo == "pdppo" and "post_decision_obs" not in info:
-                raise EnvError(
-                    f"algo 'pdppo' needs post-decision states: environment {env_id!r} does not report "
-                    f"info['post_decision_obs']; use {inventory.ENV_ID} or add it to the environment"
-                )
+            for key, what in cls.step_info.items():
+                if key not in info:
+                    raise EnvError(
+                        f"algo {algo!r} needs {what}: environment {env_id!r} does not report info[{key!r}]; "
+                        f"use {inventory.ENV_ID} or add it to the environment"
+                    )
             if term or trunc:
                 obs, _ = env.reset()
     finally:

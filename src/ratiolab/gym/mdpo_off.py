@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,10 +24,13 @@ from gymnasium import spaces
 from torch import nn
 
 from ratiolab import objectives
-from ratiolab.gym.config import GymTrainConfig
+from ratiolab.gym.algorithm import Algorithm, register
 from ratiolab.gym.policies import mlp
-from ratiolab.gym.rollout import VecRunner
 from ratiolab.types import PolicyLossInputs
+
+if TYPE_CHECKING:
+    from ratiolab.gym.config import GymTrainConfig
+    from ratiolab.gym.rollout import VecRunner
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -59,11 +62,30 @@ class SquashedGaussian(nn.Module):
         return a, self.log_prob(mean, log_std, a), mean, log_std
 
 
-class MDPOOff:
+@register
+class MDPOOff(Algorithm):
     """State and per-iteration logic of off-policy MDPO (``steps_per_iteration`` env steps per call)."""
 
+    name = "mdpo_off"
+    objective = "mdpo"
+    action_spaces = (spaces.Box,)
+
+    @classmethod
+    def update_steps(cls, cfg: GymTrainConfig) -> int:
+        n = cfg.mdpo_off.num_envs
+        return max(cfg.mdpo_off.steps_per_iteration // n, 1) * n
+
+    @classmethod
+    def env_count(cls, cfg: GymTrainConfig) -> int:
+        return cfg.mdpo_off.num_envs
+
+    @classmethod
+    def discount(cls, cfg: GymTrainConfig) -> float:
+        return cfg.mdpo_off.gamma
+
     def __init__(self, cfg: GymTrainConfig, runner: VecRunner) -> None:
-        self.cfg, self.m, self.runner = cfg, cfg.mdpo_off, runner
+        super().__init__(cfg, runner)
+        self.m = cfg.mdpo_off
         obs_space, act_space = runner.envs.single_observation_space, runner.envs.single_action_space
         assert isinstance(obs_space, spaces.Box) and isinstance(act_space, spaces.Box)
         obs_dim, self.act_dim = int(obs_space.shape[0]), int(act_space.shape[0])
@@ -85,9 +107,6 @@ class MDPOOff:
             "term": torch.zeros(cap),
         }
         self.cap, self.pos, self.size, self.env_steps = cap, 0, 0, 0
-        self.steps_per_update = cfg.steps_per_update
-        self.num_updates = cfg.total_steps // self.steps_per_update
-        self.update_idx = 0
 
     def modules(self) -> dict[str, nn.Module]:
         return {
@@ -130,8 +149,7 @@ class MDPOOff:
     def iterate(self) -> dict[str, float]:
         m, runner = self.m, self.runner
         n = runner.envs.num_envs
-        sums: dict[str, float] = {}
-        grad_steps = 0
+        rows: list[dict[str, torch.Tensor]] = []
         for _ in range(self.steps_per_update // n):
             obs = torch.from_numpy(runner.obs)
             with torch.no_grad():
@@ -151,15 +169,13 @@ class MDPOOff:
             if self.env_steps % m.old_policy_every < n:
                 self.old_actor.load_state_dict(self.actor.state_dict())
             if self.env_steps >= m.learning_starts and self.size >= m.batch_size:
-                for k, v in self._gradient_step().items():
-                    sums[k] = sums.get(k, 0.0) + v
-                grad_steps += 1
+                rows.append(self._gradient_step())
         self.update_idx += 1
-        metrics = {k: v / grad_steps for k, v in sums.items()}
+        metrics = objectives.reduce_metrics(rows)  # one host transfer per iteration
         metrics.update(runner.pop_episodes())
         return metrics
 
-    def _gradient_step(self) -> dict[str, float]:
+    def _gradient_step(self) -> dict[str, torch.Tensor]:
         m = self.m
         idx = torch.randint(0, self.size, (m.batch_size,))
         s, a, r = self.buf["obs"][idx], self.buf["act"][idx], self.buf["rew"][idx]
@@ -183,8 +199,9 @@ class MDPOOff:
         inputs = PolicyLossInputs(
             logp=logp[:, None], prox_logp=old_logp.detach()[:, None], adv=torch.zeros_like(ones), mask=ones
         )
+        assert self.objective is not None
         out = objectives.compute(
-            "mdpo",
+            self.objective,
             inputs,
             variant="off",
             q=q_new,
@@ -201,8 +218,8 @@ class MDPOOff:
                 for p, pt in zip(net.parameters(), targ.parameters(), strict=True):
                     pt.mul_(1 - m.tau).add_(p, alpha=m.tau)
         return {
-            "loss/q": float(q_loss.detach()),
-            "loss/policy": float(out.loss.detach()),
-            "approx_kl": float(out.metrics["approx_kl"]),
-            "q_mean": float(out.metrics["mdpo/q_mean"]),
+            "loss/q": q_loss.detach(),
+            "loss/policy": out.loss.detach(),
+            "approx_kl": out.metrics["approx_kl"],
+            "q_mean": out.metrics["mdpo/q_mean"],
         }

@@ -1,30 +1,28 @@
-"""Actor-critic learner for PPO, MDPO, BPO, PROPS and PDPPO on vector environments.
+"""The shared actor-critic base of the on-policy algorithms (PPO, MDPO, BPO, PROPS, PDPPO: ``ratiolab.gym.algos``).
 
 One iteration collects ``num_steps x num_envs`` transitions, computes done/truncation-aware GAE
-(``gae_episodic``) and runs ``update_epochs`` passes of minibatch Adam. The policy loss is
-``ratiolab.objectives.compute(objective, PolicyLossInputs(...), **params)`` on ``[minibatch, 1]``
-tensors, so every registered objective runs here; the value loss is CleanRL's (optionally clipped)
-``0.5 (V - R)^2``. The plain ``ppo`` objective (no ``objective_params``) instead runs :func:`ppo_loss`,
-the same numbers (tests/gym/test_gym_fused_update.py) as tensor ops only: no input checks and no host
-sync per minibatch, optionally ``torch.compile``-d (``ppo.compile``). Actor and critic parameters live
-in one flat tensor (:func:`flatten_parameters`), so clipping and Adam are one op each; with one
-minibatch per epoch nothing is shuffled. Algorithm-specific pieces:
+(``gae_episodic``) and runs ``update_epochs`` passes of minibatch Adam. The policy loss is the registry
+objective ``cfg.objective`` (:class:`RegistryObjective`) on ``[minibatch, 1]`` tensors, so every
+registered objective runs here; the value loss is CleanRL's (optionally clipped) ``0.5 (V - R)^2``. Actor
+and critic parameters live in one flat tensor (:func:`flatten_parameters`), so clipping and Adam are one
+op each; with one minibatch per epoch nothing is shuffled. Metrics stay 0-d tensors and are reduced once
+per iteration (one host transfer). ``ppo.compile`` runs the whole minibatch loss (policy, value and extra
+terms) through ``torch.compile``.
 
-- ``mdpo`` (arXiv 2005.09814): the exact per-state ``KL(pi_theta || pi_theta_k)`` and the ``t_k``
-  schedule over iterations are passed to the ``mdpo`` objective;
-- ``bpo`` (arXiv 2604.18578): the critic has a second output, the median head ``U``, trained with
-  ``median_loss``; the target ratio uses ``Q - sg(U)`` with ``Q`` the GAE return;
-- ``props`` (arXiv 2311.08290): actions come from a behaviour policy re-fitted from theta every
-  ``props.num_steps`` env steps on the rollout so far, with ``L = mean max(r, clip(r))``,
-  ``r = pi_phi / pi_theta``; PPO then uses log-probs recomputed under theta;
-- ``pdppo`` (arXiv 2504.05150): a post-decision critic ``V^x(s^x)`` with its own optimiser and
-  ``A = max(R - V^x(s^x), R - V(s))``; both critics regress the same lambda-return ``R`` [inferred].
+An algorithm is a subclass that overrides some of these hooks (each documented below):
+:meth:`OnPolicy.behaviour_policy` (who acts in the rollout), :meth:`OnPolicy.on_step` (after each vector
+step), :meth:`OnPolicy.finish_rollout` (extra rollout tensors), :meth:`OnPolicy.prepare_batch` (the
+flat batch at the iteration start: advantages, anchors), :meth:`OnPolicy.objective_inputs` (extra
+objective inputs per minibatch), :meth:`OnPolicy.extra_loss` (extra loss terms) and
+:meth:`OnPolicy.after_step` (after each optimiser step); ``critic_heads`` and ``needs_old_params``
+are its declarations.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,22 +32,22 @@ from torch import nn
 from ratiolab import objectives
 from ratiolab.advantages.episodic import gae_episodic
 from ratiolab.correction import log_ratio
-from ratiolab.gym.config import GymTrainConfig
+from ratiolab.gym.algorithm import Algorithm
 from ratiolab.gym.policies import Actor, flatten_parameters, mlp
-from ratiolab.gym.rollout import VecRunner
-from ratiolab.objectives.bpo import median_loss
+from ratiolab.gym.rollout import Step
+from ratiolab.objectives import OBJECTIVES
+from ratiolab.objectives.aggregation import aggregate
+from ratiolab.objectives.core import COMMON
+from ratiolab.objectives.grpo_guard import GAUSSIAN_ONLY
 from ratiolab.types import PolicyLossInputs
 
+if TYPE_CHECKING:
+    from ratiolab.gym.config import GymTrainConfig
+    from ratiolab.gym.rollout import VecRunner
 
-def props_loss(logp_phi: torch.Tensor, logp_theta: torch.Tensor, clip: float) -> torch.Tensor:
-    """PROPS behaviour loss ``mean max(r, clip(r, 1 - eps, 1 + eps))``, ``r = pi_phi / pi_theta``."""
-    r = torch.exp(logp_phi - logp_theta.detach())
-    return torch.maximum(r, r.clamp(1.0 - clip, 1.0 + clip)).mean()
-
-
-def pdppo_advantage(ret: torch.Tensor, post_value: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
-    """PDPPO's ``A = max(R - V^x(s^x), A^pre)``: the larger of the post-decision and pre-decision advantages."""
-    return torch.maximum(ret - post_value, adv)
+#: Objectives whose clip widths are ``ppo.clip_coef`` (annealed with ``ppo.anneal_clip``): ``clip_low =
+#: clip_high = clip``; every other objective keeps its registry defaults unless ``ppo.objective_params`` sets them.
+CLIP_COEF_OBJECTIVES: tuple[str, ...] = ("ppo", "grpo_guard")
 
 
 def value_loss(v: torch.Tensor, v_old: torch.Tensor, ret: torch.Tensor, clip: float, clipped: bool) -> torch.Tensor:
@@ -60,54 +58,48 @@ def value_loss(v: torch.Tensor, v_old: torch.Tensor, ret: torch.Tensor, clip: fl
     return 0.5 * torch.maximum((v - ret).square(), (v_clip - ret).square()).mean()
 
 
-def ppo_loss(
-    actor: Actor,
-    critic: nn.Module,
-    batch: tuple[torch.Tensor, ...],
-    clip: float,
-    *,
-    ent_coef: float,
-    vf_coef: float,
-    clip_vloss: bool,
-    norm_adv: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO-clip (arXiv 1707.06347) plus value loss of one minibatch ``(obs, act, logp_old, adv, V_old, R)``.
+class RegistryObjective:
+    """Registry objective ``name`` (with ``params``) on the gym's ``[B, 1]`` minibatches (one row per env step,
+    mask all ones).
 
-    The policy term equals ``objectives.compute("ppo", ..., clip_low=clip_high=clip, entropy_coef=
-    ent_coef)`` on ``[B, 1]`` tensors (token-mean, clamped log-ratio); the total is that plus
-    ``vf_coef * value_loss``. Also returns the detached diagnostics ``[policy loss, value loss, clip
-    fraction, approx KL (k3 of KL(old || new)), entropy]`` as one tensor, so nothing syncs with the host.
+    ``validate=True`` (the first minibatch of every iteration) is :func:`ratiolab.objectives.compute` with its
+    input value checks and every metric. The other minibatches call the registered function directly, with
+    ``compute``'s composition for inputs without ``behav_logp`` and ``ref_logp`` (gym batches carry neither,
+    so there is no correction and ``compute`` refuses ``kl_coef > 0`` on the first call):
+    ``loss = agg(l(r_stale) - entropy_coef H)``, metrics = the function's own plus ``approx_kl`` (k3 of
+    KL(old || new)) and ``entropy``. Both give the same numbers (tests/gym/test_gym_update.py); the direct
+    call skips the parameter resolution and the ratio statistics that dominate the cost on these shapes.
     """
-    obs, act, logp_old, adv, v_old, ret = batch
-    params = actor(obs)
-    ent = actor.entropy(params if ent_coef else params.detach())  # no graph for a diagnostic only
-    log_r = log_ratio(actor.log_prob(params, act), logp_old)
-    if norm_adv:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    r, neg_adv = log_r.exp(), -adv
-    unclipped, clipped = neg_adv * r, neg_adv * r.clamp(1.0 - clip, 1.0 + clip)
-    per_sample = torch.maximum(unclipped, clipped)
-    if ent_coef:
-        per_sample = per_sample - ent_coef * ent
-    pg = per_sample.mean()
-    vl = value_loss(critic(obs)[:, 0], v_old, ret, clip, clip_vloss)
-    with torch.no_grad():
-        diag = torch.stack([pg, vl, (clipped > unclipped).float().mean(), (r - 1 - log_r).mean(), ent.mean()])
-    return pg + vf_coef * vl, diag
 
+    def __init__(self, name: str, params: Mapping[str, Any]) -> None:
+        self.name, self.params, self.entry = name, dict(params), OBJECTIVES.get(name)
+        self._common: dict[str, Any] | None = None
+        self._own: dict[str, Any] = {}
 
-#: The metric names of :func:`ppo_loss`'s diagnostics, in order.
-PPO_DIAGNOSTICS = ("loss/policy", "loss/value", "clip_frac", "approx_kl", "entropy")
-
-
-def _post_decision(info: dict[str, Any], done: np.ndarray) -> np.ndarray:
-    """``info["post_decision_obs"]`` per env; for envs that just reset it lives in ``final_info``."""
-    src = info["final_info"] if done.all() else info
-    post = np.array(src["post_decision_obs"], dtype=np.float32, copy=True)
-    if done.any() and not done.all():
-        for i in np.flatnonzero(done):
-            post[i] = info["final_info"]["post_decision_obs"][i]
-    return post
+    def __call__(
+        self, inputs: PolicyLossInputs, *, validate: bool, **data: Any
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if validate or self._common is None:
+            out = objectives.compute(self.name, inputs, validate=True, **self.params, **data)
+            merged = OBJECTIVES.resolve(self.name, {**self.params, **data})
+            self._common = {k: merged.pop(k) for k in COMMON}
+            self._own = {k: v for k, v in merged.items() if k not in data}
+            return out.loss, out.metrics
+        common = self._common
+        assert inputs.behav_logp is None and inputs.ref_logp is None, "the direct call has no correction or KL term"
+        log_r = log_ratio(inputs.logp, inputs.prox_logp)
+        per_token, metrics = self.entry.fn(inputs, log_r, **self._own, **data)
+        if common["entropy_coef"]:
+            assert inputs.entropy is not None
+            per_token = per_token - common["entropy_coef"] * inputs.entropy
+        loss = aggregate(per_token, inputs.mask, common["aggregation"], num_tokens=inputs.num_tokens,
+                         num_seqs=inputs.num_seqs, sum_norm_constant=common["sum_norm_constant"],
+                         sum_norm_divisor=common["sum_norm_divisor"])
+        lr = log_r.detach()
+        metrics["approx_kl"] = (lr.exp() - 1.0 - lr).mean()
+        if inputs.entropy is not None:
+            metrics["entropy"] = inputs.entropy.detach().mean()
+        return loss, metrics
 
 
 def _clip_frac(m: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -118,12 +110,24 @@ def _clip_frac(m: dict[str, torch.Tensor]) -> torch.Tensor:
     return m.get("clip_frac_low", zero) + m.get("clip_frac_high", zero)
 
 
-class OnPolicy:
-    """State and one-iteration logic of the actor-critic algorithms (see the module docstring)."""
+class OnPolicy(Algorithm):
+    """Rollout, GAE, the minibatch loop, value loss, checkpoint state and metrics (see the module docstring).
+
+    Declarations: ``critic_heads`` (outputs of the critic; head 0 is V) and ``needs_old_params`` (the
+    batch gets ``old_params``, the actor's distribution parameters at the iteration start, pi_theta_k).
+    """
+
+    on_policy = True
+    critic_heads: ClassVar[int] = 1
+    needs_old_params: ClassVar[bool] = False
+
+    @classmethod
+    def normalisation(cls, cfg: GymTrainConfig) -> tuple[bool, bool]:
+        return cfg.ppo.norm_obs, cfg.ppo.norm_reward
 
     def __init__(self, cfg: GymTrainConfig, runner: VecRunner) -> None:
-        self.cfg, self.p, self.runner = cfg, cfg.ppo, runner
-        p, algo = cfg.ppo, cfg.algo
+        super().__init__(cfg, runner)
+        self.p = p = cfg.ppo
         obs_space, act_space = runner.envs.single_observation_space, runner.envs.single_action_space
         assert isinstance(obs_space, spaces.Box)
         self.obs_dim = int(obs_space.shape[0])
@@ -134,30 +138,55 @@ class OnPolicy:
             assert isinstance(act_space, spaces.Discrete)
             self.n_act = int(act_space.n)
         self.actor = Actor(self.obs_dim, self.n_act, continuous, p.hidden, p.activation, p.action_std)
-        self.critic = mlp(self.obs_dim, p.hidden, 2 if algo == "bpo" else 1, p.activation)
+        self.critic = mlp(self.obs_dim, p.hidden, self.critic_heads, p.activation)
         self.flat_params = flatten_parameters([self.actor, self.critic])
         self.opt = torch.optim.Adam([self.flat_params], lr=p.learning_rate, eps=1e-5, fused=True)
-        self.fused = cfg.objective == "ppo" and not p.objective_params
-        self.loss_fn = torch.compile(ppo_loss) if p.compile else ppo_loss
+        self.policy_objective = RegistryObjective(cfg.objective, {"entropy_coef": p.ent_coef, **p.objective_params})
+        self.clip_coef_objective = cfg.objective in CLIP_COEF_OBJECTIVES
+        self.gaussian_step = cfg.objective in GAUSSIAN_ONLY  # one fixed-std Gaussian step per sample
+        self.fast_loss = torch.compile(self.minibatch_loss) if p.compile else self.minibatch_loss
         self.extra: dict[str, nn.Module] = {}
         self.extra_opt: dict[str, torch.optim.Optimizer] = {}
-        if algo == "pdppo":
-            post_space = obs_space.shape[0]
-            self.extra["post_critic"] = mlp(int(post_space), p.hidden, 1, p.activation)
-            self.extra_opt["post_critic"] = torch.optim.Adam(
-                self.extra["post_critic"].parameters(),
-                lr=cfg.pdppo.critic_learning_rate,
-                eps=1e-5,
-                fused=True,
-            )
-        if algo == "props":
-            self.extra["behaviour"] = copy.deepcopy(self.actor)
-            self.extra_opt["behaviour"] = torch.optim.Adam(
-                self.extra["behaviour"].parameters(), lr=cfg.props.learning_rate, fused=True
-            )
-        self.steps_per_update = cfg.steps_per_update
-        self.num_updates = cfg.total_steps // self.steps_per_update
-        self.update_idx = 0
+
+    def add_part(self, name: str, module: nn.Module, opt: torch.optim.Optimizer | None = None) -> None:
+        """Register an extra module (saved with the weights) and its own optimiser (saved with the state)."""
+        self.extra[name] = module
+        if opt is not None:
+            self.extra_opt[name] = opt
+
+    # -- hooks -------------------------------------------------------------------------------------
+    def behaviour_policy(self) -> Actor:
+        """The policy that acts in the rollout (default: the actor, pi_theta)."""
+        return self.actor
+
+    def on_step(self, t: int, obs: list[torch.Tensor], act: list[torch.Tensor], step: Step) -> None:
+        """Called after vector step ``t`` of the rollout, with the observations and actions so far (no grad)."""
+
+    def finish_rollout(self, buf: dict[str, torch.Tensor]) -> None:
+        """Add extra ``[T, N, ...]`` tensors to the rollout buffer (no grad)."""
+
+    def prepare_batch(self, flat: dict[str, torch.Tensor]) -> None:
+        """Edit the flat ``[B, ...]`` batch at the iteration start (no grad): ``obs``, ``act``, ``logp`` (the
+        old log-probs the ratio is taken against), ``adv``, ``values``, ``returns``. Default: ``old_params``
+        when ``needs_old_params`` or the objective takes Gaussian steps."""
+        if self.needs_old_params or self.gaussian_step:
+            flat["old_params"] = self.actor(flat["obs"])
+
+    def objective_inputs(
+        self, mb: dict[str, torch.Tensor], params: torch.Tensor, values: torch.Tensor
+    ) -> dict[str, Any]:
+        """Extra keyword inputs of the objective on minibatch ``mb`` (``params``: the actor's output,
+        ``values``: the critic's, both with gradient). Default: none."""
+        return {}
+
+    def extra_loss(
+        self, mb: dict[str, torch.Tensor], values: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
+        """An extra term added to the minibatch loss, and its 0-d metrics (default: none)."""
+        return None
+
+    def after_step(self, mb: dict[str, torch.Tensor]) -> None:
+        """Called after each optimiser step of the actor-critic on minibatch ``mb``."""
 
     # -- persistence -------------------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -219,11 +248,10 @@ class OnPolicy:
 
     def _collect(self) -> dict[str, torch.Tensor]:
         """Roll out ``num_steps`` vector steps; values are computed afterwards in one batched pass."""
-        p, runner, algo = self.p, self.runner, self.cfg.algo
+        p, runner = self.p, self.runner
         T, N = p.num_steps, runner.envs.num_envs
-        policy = self.extra["behaviour"] if algo == "props" else self.actor
-        assert isinstance(policy, Actor)
-        obs_l, act_l, logp_l, rew_l, term_l, trunc_l, post_l = [], [], [], [], [], [], []
+        policy = self.behaviour_policy()
+        obs_l, act_l, logp_l, rew_l, term_l, trunc_l = [], [], [], [], [], []
         final_obs = np.zeros((T, N, self.obs_dim), np.float32)
         with torch.no_grad():
             for t in range(T):
@@ -238,10 +266,7 @@ class OnPolicy:
                 trunc_l.append(step.truncated)
                 if step.truncated.any():
                     final_obs[t] = step.final_obs
-                if algo == "pdppo":
-                    post_l.append(_post_decision(runner.last_info, step.done))
-                if algo == "props" and (t + 1) * N % self.cfg.props.num_steps < N:
-                    self._adapt_behaviour(torch.stack(obs_l), torch.stack(act_l))
+                self.on_step(t, obs_l, act_l, step)
             truncated = torch.from_numpy(np.stack(trunc_l))
             terminated = torch.from_numpy(np.stack(term_l))
             buf = {
@@ -259,8 +284,7 @@ class OnPolicy:
                 fo = torch.from_numpy(final_obs)[truncated]
                 next_values = next_values.clone()
                 next_values[truncated] = self.critic(fo)[:, 0]
-            if algo == "pdppo":
-                buf["post_obs"] = torch.from_numpy(np.stack(post_l))
+            self.finish_rollout(buf)
         buf["adv"] = gae_episodic(
             rewards=buf["rewards"],
             values=buf["values"],
@@ -273,167 +297,86 @@ class OnPolicy:
         buf["returns"] = buf["adv"] + buf["values"]
         return buf
 
-    def _adapt_behaviour(self, obs: torch.Tensor, act: torch.Tensor) -> None:
-        """PROPS: phi <- theta, then minimise :func:`props_loss` on the rollout so far (KL early stop)."""
-        pc = self.cfg.props
-        behaviour = self.extra["behaviour"]
-        assert isinstance(behaviour, Actor)
-        behaviour.load_state_dict(self.actor.state_dict())
-        obs, act = (
-            obs.reshape(-1, self.obs_dim),
-            act.reshape(len(obs.reshape(-1, self.obs_dim)), *act.shape[2:]),
+    def minibatch_loss(
+        self, mb: dict[str, torch.Tensor], clip: float, norm_adv: bool, validate: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss of one minibatch (policy objective + ``vf_coef`` value loss + :meth:`extra_loss`) and its
+        0-d metrics. ``mb`` holds ``obs, act, logp, adv, values, returns, mask`` (``[B, 1]`` ones) and what
+        :meth:`prepare_batch` added; ``validate``: the objective's full ``compute`` with input checks."""
+        p = self.p
+        params = self.actor(mb["obs"])
+        values = self.critic(mb["obs"])
+        adv = mb["adv"]
+        if norm_adv:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        # the entropy: a diagnostic only (no graph) without an entropy bonus
+        logp, ent = self.actor.log_prob_entropy(params, mb["act"], entropy_grad=bool(p.ent_coef))
+        prox_logp = mb["logp"]
+        kw = self.objective_inputs(mb, params, values)
+        if self.clip_coef_objective:
+            kw.update(clip_low=clip, clip_high=clip)
+        if self.gaussian_step:  # delta_t = 1; log-probs as per-dimension means, as the objective expects
+            d = self.n_act
+            kw.update(mean=params[:, None, :d], mean_old=mb["old_params"][:, None, :d], step_std=p.action_std)
+            logp, prox_logp = logp / d, prox_logp / d
+        inputs = PolicyLossInputs(
+            logp=logp[:, None], prox_logp=prox_logp[:, None], adv=adv[:, None], mask=mb["mask"], entropy=ent[:, None]
         )
-        with torch.no_grad():
-            logp_theta = self.actor.log_prob(self.actor(obs), act)
-        mb = max(len(obs) // pc.num_minibatches, 1)
-        with torch.enable_grad():
-            for _ in range(pc.epochs):
-                perm = torch.randperm(len(obs))
-                for start in range(0, len(obs), mb):
-                    idx = perm[start : start + mb]
-                    logp_phi = behaviour.log_prob(behaviour(obs[idx]), act[idx])
-                    loss = props_loss(logp_phi, logp_theta[idx], pc.clip)
-                    self.extra_opt["behaviour"].zero_grad()
-                    loss.backward()
-                    self.extra_opt["behaviour"].step()
-                with torch.no_grad():
-                    log_r = behaviour.log_prob(behaviour(obs), act) - logp_theta
-                    if float((log_r.exp() - 1 - log_r).mean()) > pc.target_kl:
-                        break
+        pg, m = self.policy_objective(inputs, validate=validate, **kw)
+        v_loss = value_loss(values[:, 0], mb["values"], mb["returns"], clip, p.clip_vloss)
+        loss = pg + p.vf_coef * v_loss
+        stats = {
+            "loss/policy": pg.detach(),
+            "loss/value": v_loss.detach(),
+            "clip_frac": _clip_frac(m),
+            "approx_kl": m["approx_kl"],
+            "entropy": m["entropy"],
+        }
+        extra = self.extra_loss(mb, values)
+        if extra is not None:
+            loss = loss + extra[0]
+            stats.update(extra[1])
+        return loss, stats
 
     def _learn(self, buf: dict[str, torch.Tensor], clip: float) -> dict[str, float]:
-        p, algo = self.p, self.cfg.algo
-        B = p.batch_size
+        p = self.p
+        B, mb = p.batch_size, p.minibatch_size
         flat = {k: v.reshape(B, *v.shape[2:]) for k, v in buf.items()}
-        b_obs, b_act, b_ret, b_val = flat["obs"], flat["act"], flat["returns"], flat["values"]
-        b_adv = flat["adv"]
         with torch.no_grad():
-            # pi_theta_k at the iteration start (MDPO's KL anchor)
-            anchored = algo in ("mdpo", "props") or self.cfg.objective == "grpo_guard"
-            old_params = self.actor(b_obs) if anchored else None
-            if algo == "props":  # the trust region is around theta, not the behaviour policy
-                assert old_params is not None
-                flat["logp"] = self.actor.log_prob(old_params, b_act)
-            if algo == "pdppo":
-                post_v = self.extra["post_critic"](flat["post_obs"])[:, 0]
-                b_adv = pdppo_advantage(b_ret, post_v, b_adv)
-        b_logp = flat["logp"]
+            self.prepare_batch(flat)
         if not self.actor.continuous:
-            b_act = b_act.long()  # once, not per minibatch in log_prob
-        mb = p.minibatch_size
+            flat["act"] = flat["act"].long()  # once, not per minibatch in log_prob
         # One minibatch per epoch: no shuffling or gathering, and the advantage is normalised once.
         whole = mb == B
         norm_adv = p.norm_adv and mb > 1
         if whole and norm_adv:
-            b_adv, norm_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8), False
+            flat["adv"], norm_adv = (flat["adv"] - flat["adv"].mean()) / (flat["adv"].std() + 1e-8), False
+        flat["mask"] = torch.ones(B, 1)
         grad = self.flat_params.grad
         assert grad is not None
-        rows: list[dict[str, torch.Tensor]] = []  # registry path: metric tensors per minibatch, reduced once
-        diag_sum: torch.Tensor | None = None
-        n = 0
+        names: tuple[str, ...] = ()
+        rows: list[torch.Tensor] = []  # each minibatch's metrics stacked into one tensor, reduced once
         for _ in range(p.update_epochs):
             perm = None if whole else torch.randperm(B)
-            kl_epoch: torch.Tensor | float = 0.0
+            kl_epoch = torch.zeros(())
             for start in range(0, B - mb + 1, mb):
-                idx = slice(None) if perm is None else perm[start : start + mb]
-                if self.fused:
-                    batch = (b_obs[idx], b_act[idx], b_logp[idx], b_adv[idx], b_val[idx], b_ret[idx])
-                    loss, diag = self.loss_fn(
-                        self.actor,
-                        self.critic,
-                        batch,
-                        clip,
-                        ent_coef=p.ent_coef,
-                        vf_coef=p.vf_coef,
-                        clip_vloss=p.clip_vloss,
-                        norm_adv=norm_adv,
-                    )
-                    diag_sum = diag if diag_sum is None else diag_sum + diag  # summed on device: no host sync
-                    kl_epoch = diag[3]
-                else:
-                    loss, stats = self._objective_loss(flat, idx, b_adv, old_params, clip, norm_adv, validate=n == 0)
-                    rows.append(stats)
-                    kl_epoch = stats["approx_kl"]
+                batch = flat if perm is None else {k: v[perm[start : start + mb]] for k, v in flat.items()}
+                validate = not rows  # the iteration's first minibatch: the objective's full compute and checks
+                loss, stats = (self.minibatch_loss if validate else self.fast_loss)(batch, clip, norm_adv, validate)
+                names = tuple(stats)
+                rows.append(torch.stack(list(stats.values())))
+                kl_epoch = stats["approx_kl"]
                 grad.zero_()
                 loss.backward()
                 with torch.no_grad():  # clip_grad_norm_'s rule on the one flat gradient
-                    grad.mul_((p.max_grad_norm / (grad.norm() + 1e-6)).clamp_(max=1.0))
+                    grad.mul_((p.max_grad_norm / (torch.linalg.vector_norm(grad) + 1e-6)).clamp_(max=1.0))
                 self.opt.step()
-                if algo == "pdppo":
-                    self._fit_post_critic(flat["post_obs"][idx], b_ret[idx])
-                n += 1
+                self.after_step(batch)
             if p.target_kl is not None and float(kl_epoch) > p.target_kl:
                 break
-        # one device-to-host transfer for the iteration's diagnostics (mean over minibatches)
-        metrics = objectives.reduce_metrics(rows)
-        var_y, var_res = torch.stack([b_ret.var(), (b_ret - b_val).var()]).tolist()
-        if diag_sum is not None:
-            metrics.update((k, v / max(n, 1)) for k, v in zip(PPO_DIAGNOSTICS, diag_sum.tolist(), strict=True))
+        # one device-to-host transfer for the iteration's diagnostics (means over minibatches)
+        means = torch.stack(rows).double().mean(0).tolist()
+        metrics = dict(zip(names, means, strict=True))
+        var_y, var_res = torch.stack([flat["returns"].var(), (flat["returns"] - flat["values"]).var()]).tolist()
         metrics["explained_variance"] = float("nan") if var_y == 0 else 1.0 - var_res / var_y
         return metrics
-
-    def _objective_loss(
-        self,
-        flat: dict[str, torch.Tensor],
-        idx: slice | torch.Tensor,
-        b_adv: torch.Tensor,
-        old_params: torch.Tensor | None,
-        clip: float,
-        norm_adv: bool,
-        validate: bool = True,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Minibatch loss through ``objectives.compute`` (any objective) and its metrics as 0-d tensors (no host
-        sync; ``validate``: run the input value checks, on the iteration's first minibatch)."""
-        p, algo = self.p, self.cfg.algo
-        b_ret = flat["returns"][idx]
-        params = self.actor(flat["obs"][idx])
-        out_v = self.critic(flat["obs"][idx])
-        adv = b_adv[idx]
-        if norm_adv:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        kw: dict[str, Any] = {"entropy_coef": p.ent_coef}
-        logp, prox_logp = self.actor.log_prob(params, flat["act"][idx]), flat["logp"][idx]
-        if self.cfg.objective in ("ppo", "grpo_guard"):
-            kw.update(clip_low=clip, clip_high=clip)
-        if self.cfg.objective == "grpo_guard":  # one fixed-std Gaussian step per sample, delta_t = 1
-            assert old_params is not None
-            d = self.n_act
-            kw.update(mean=params[:, None, :d], mean_old=old_params[idx][:, None, :d], step_std=p.action_std)
-            logp, prox_logp = logp / d, prox_logp / d  # per-dimension means, as the objective expects
-        if algo == "mdpo":
-            assert old_params is not None
-            kw.update(iteration=self.update_idx, total_iterations=self.num_updates)
-            kw["kl"] = self.actor.kl(params, old_params[idx])[:, None]
-        if algo == "bpo":
-            kw["target_adv"] = (b_ret - out_v[:, 1].detach())[:, None]
-        kw.update(p.objective_params)
-        ent = self.actor.entropy(params)
-        inputs = PolicyLossInputs(
-            logp=logp[:, None],
-            prox_logp=prox_logp[:, None],
-            adv=adv[:, None],
-            mask=torch.ones_like(adv[:, None]),
-            entropy=ent[:, None],
-        )
-        out = objectives.compute(self.cfg.objective, inputs, validate=validate, **kw)
-        v_loss = value_loss(out_v[:, 0], flat["values"][idx], b_ret, clip, p.clip_vloss)
-        loss = out.loss + p.vf_coef * v_loss
-        stats: dict[str, torch.Tensor] = {
-            "loss/policy": out.loss.detach(),
-            "loss/value": v_loss.detach(),
-            "clip_frac": _clip_frac(out.metrics),
-            "approx_kl": out.metrics["approx_kl"],
-            "entropy": out.metrics["entropy"],
-        }
-        if algo == "bpo":
-            u_loss = median_loss(b_ret, out_v[:, 1])
-            loss = loss + p.bpo_u_coef * u_loss
-            stats["loss/median"] = u_loss.detach()
-        return loss, stats
-
-    def _fit_post_critic(self, post_obs: torch.Tensor, ret: torch.Tensor) -> None:
-        loss = 0.5 * (self.extra["post_critic"](post_obs)[:, 0] - ret).square().mean()
-        opt = self.extra_opt["post_critic"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()

@@ -12,8 +12,29 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 _ACT = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+class MLP(nn.Sequential):
+    """An ``nn.Sequential`` whose forward runs Linear, Tanh and ReLU layers as functional ops.
+
+    The same weights, ``state_dict`` keys and numbers as ``nn.Sequential``, without the per-layer module
+    call (no forward hooks on the layers), which is most of the cost of these tiny networks on a CPU.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            if isinstance(layer, nn.Linear):
+                x = F.linear(x, layer.weight, layer.bias)
+            elif isinstance(layer, nn.Tanh):
+                x = torch.tanh(x)
+            elif isinstance(layer, nn.ReLU):
+                x = torch.relu(x)
+            else:
+                x = layer(x)
+        return x
 
 
 def _linear(n_in: int, n_out: int, gain: float = math.sqrt(2)) -> nn.Linear:
@@ -30,7 +51,7 @@ def mlp(
     activation: str = "tanh",
     head_gain: float = 1.0,
     layer_norm: bool = False,
-) -> nn.Sequential:
+) -> MLP:
     """``n_in -> hidden... -> n_out``; each hidden layer is Linear [-> LayerNorm] -> activation."""
     layers: list[nn.Module] = []
     for h in hidden:
@@ -40,7 +61,7 @@ def mlp(
         layers.append(_ACT[activation]())
         n_in = h
     layers.append(_linear(n_in, n_out, head_gain))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 def flatten_parameters(modules: Sequence[nn.Module]) -> nn.Parameter:
@@ -107,6 +128,16 @@ class Actor(nn.Module):
             return -(logp.exp() * logp).sum(-1)
         _, log_std = params.chunk(2, dim=-1)
         return (log_std + 0.5 * (1.0 + math.log(2 * math.pi))).sum(-1)
+
+    def log_prob_entropy(
+        self, params: torch.Tensor, action: torch.Tensor, entropy_grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`log_prob` and :meth:`entropy` from one log-softmax (the entropy detached unless ``entropy_grad``)."""
+        if not self.continuous:
+            lsm = params.log_softmax(-1)
+            ls = lsm if entropy_grad else lsm.detach()
+            return lsm.gather(-1, action.long()[:, None])[:, 0], -(ls.exp() * ls).sum(-1)
+        return self.log_prob(params, action), self.entropy(params if entropy_grad else params.detach())
 
     def kl(self, params: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
         """Closed-form ``KL(pi_params || pi_old)`` per state."""

@@ -9,7 +9,7 @@ linearly from ``start_e`` to ``end_e`` over ``exploration_fraction`` of the run.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,9 +17,12 @@ from gymnasium import spaces
 from torch import nn
 
 from ratiolab.advantages.episodic import q_lambda
-from ratiolab.gym.config import GymTrainConfig
+from ratiolab.gym.algorithm import Algorithm, register
 from ratiolab.gym.policies import QNetwork
-from ratiolab.gym.rollout import VecRunner
+
+if TYPE_CHECKING:
+    from ratiolab.gym.config import GymTrainConfig
+    from ratiolab.gym.rollout import VecRunner
 
 
 def epsilon(step: int, total: int, start: float, end: float, fraction: float) -> float:
@@ -28,19 +31,33 @@ def epsilon(step: int, total: int, start: float, end: float, fraction: float) ->
     return start + (end - start) * min(step / duration, 1.0)
 
 
-class PQN:
-    """State and one-iteration logic of PQN."""
+@register
+class PQN(Algorithm):
+    """State and one-iteration logic of PQN (settings: ``cfg.pqn``)."""
+
+    name = "pqn"
+    action_spaces = (spaces.Discrete,)
+
+    @classmethod
+    def update_steps(cls, cfg: GymTrainConfig) -> int:
+        return cfg.pqn.batch_size
+
+    @classmethod
+    def env_count(cls, cfg: GymTrainConfig) -> int:
+        return cfg.pqn.num_envs
+
+    @classmethod
+    def discount(cls, cfg: GymTrainConfig) -> float:
+        return cfg.pqn.gamma
 
     def __init__(self, cfg: GymTrainConfig, runner: VecRunner) -> None:
-        self.cfg, self.q, self.runner = cfg, cfg.pqn, runner
+        super().__init__(cfg, runner)
+        self.q = cfg.pqn
         obs_space, act_space = runner.envs.single_observation_space, runner.envs.single_action_space
         assert isinstance(obs_space, spaces.Box) and isinstance(act_space, spaces.Discrete)
         self.obs_dim, self.n_act = int(obs_space.shape[0]), int(act_space.n)
         self.net = QNetwork(self.obs_dim, self.n_act, self.q.hidden)
         self.opt = torch.optim.RAdam(self.net.parameters(), lr=self.q.learning_rate, foreach=True)
-        self.steps_per_update = cfg.steps_per_update
-        self.num_updates = cfg.total_steps // self.steps_per_update
-        self.update_idx = 0
 
     def modules(self) -> dict[str, nn.Module]:
         return {"q": self.net}
@@ -99,7 +116,7 @@ class PQN:
         B = T * N
         b_obs, b_act, b_tgt = obs_b.reshape(B, -1), act_b.reshape(B), targets.reshape(B)
         mb = B // q.num_minibatches
-        total, n = 0.0, 0
+        total, n = torch.zeros(()), 0
         for _ in range(q.update_epochs):
             perm = torch.randperm(B)
             for start in range(0, B - mb + 1, mb):
@@ -110,9 +127,10 @@ class PQN:
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.net.parameters(), q.max_grad_norm, foreach=True)
                 self.opt.step()
-                total += float(loss.detach())
+                total += loss.detach()
                 n += 1
         self.update_idx += 1
-        metrics = {"loss/q": total / max(n, 1), "epsilon": eps, "lr": lr, "q_mean": float(b_tgt.mean())}
+        loss_q, q_mean = torch.stack([total / max(n, 1), b_tgt.mean()]).tolist()  # one host transfer
+        metrics = {"loss/q": loss_q, "epsilon": eps, "lr": lr, "q_mean": q_mean}
         metrics.update(runner.pop_episodes())
         return metrics

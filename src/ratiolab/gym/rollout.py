@@ -20,11 +20,23 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import SyncVectorEnv, VectorEnv
 
-from ratiolab.gym.envs import check_obs
 from ratiolab.gym.normalize import ObsNormalizer, RewardNormalizer, as_tensor
 
 _SCALARS = (bool, int, float, str, type(None))
 _SKIP = object()
+
+
+class EnvError(ValueError):
+    """The environment cannot be used with the chosen algorithm; the message names both."""
+
+
+def check_obs(obs: np.ndarray, env_id: str, algo: str) -> None:
+    """Raise :class:`EnvError` if an observation batch holds NaN or infinity."""
+    if not np.isfinite(obs).all():
+        raise EnvError(
+            f"environment {env_id!r} returned a non-finite observation (NaN/inf) while training algo "
+            f"{algo!r}; fix the environment or wrap it to sanitise observations"
+        )
 
 
 def _encode(value: Any) -> Any:

@@ -22,19 +22,17 @@ import numpy as np
 import torch
 
 from ratiolab.config import from_dict, to_dict
-from ratiolab.gym.config import ON_POLICY, GymTrainConfig
+from ratiolab.gym.algorithm import Algorithm
+from ratiolab.gym.config import GymTrainConfig
 from ratiolab.gym.envs import EnvError, make_vec, validate
 from ratiolab.gym.gate import gated_iterate
-from ratiolab.gym.mdpo_off import MDPOOff
 from ratiolab.gym.onpolicy import OnPolicy
-from ratiolab.gym.pqn import PQN
 from ratiolab.gym.rollout import VecRunner
 from ratiolab.ope.gate import BestSoFarGate
 from ratiolab.report import Panel, write_report
 from ratiolab.runs import RunDir, check_resume_config, rng_state, set_rng_state
 from ratiolab.trackers import check_trackers, make_trackers
 
-Algorithm = OnPolicy | PQN | MDPOOff
 Progress = Callable[[dict[str, Any]], None]
 #: Fields a resumed run may change (``total_steps`` extends it, also a finished run); others are refused.
 RESUME_MAY_CHANGE = ("total_steps", "torch_threads", "log")
@@ -84,20 +82,14 @@ def _seed_all(seed: int) -> None:
 
 
 def _build(cfg: GymTrainConfig, num_envs: int | None = None) -> Algorithm:
-    gamma = {"pqn": cfg.pqn.gamma, "mdpo_off": cfg.mdpo_off.gamma}.get(cfg.algo, cfg.ppo.gamma)
+    """The registered class of ``cfg.algo`` on a fresh vector env (``num_envs``: that many sync envs)."""
+    cls = cfg.algo_class
     envs = make_vec(cfg.env_id, num_envs or cfg.num_envs, cfg.vector if num_envs is None else "sync")
+    norm_obs, norm_reward = cls.normalisation(cfg)
     runner = VecRunner(
-        envs,
-        cfg.env_id,
-        cfg.algo,
-        cfg.seed,
-        gamma=gamma,
-        norm_obs=cfg.algo in ON_POLICY and cfg.ppo.norm_obs,
-        norm_reward=cfg.algo in ON_POLICY and cfg.ppo.norm_reward,
+        envs, cfg.env_id, cfg.algo, cfg.seed, gamma=cls.discount(cfg), norm_obs=norm_obs, norm_reward=norm_reward
     )
-    if cfg.algo == "pqn":
-        return PQN(cfg, runner)
-    return MDPOOff(cfg, runner) if cfg.algo == "mdpo_off" else OnPolicy(cfg, runner)
+    return cls(cfg, runner)
 
 
 def evaluate_algorithm(algo: Algorithm, episodes: int, seed: int) -> EvalResult:
