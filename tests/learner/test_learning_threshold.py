@@ -20,7 +20,7 @@ def test_seed_and_batch_size_reach_pretraining_and_its_cache_key(
 ) -> None:
     seen: list[PretrainConfig] = []
 
-    def fake(_task: object, folder: Path, cfg: PretrainConfig) -> PretrainResult:
+    def fake(_task: object, folder: Path, cfg: PretrainConfig, **_: object) -> PretrainResult:
         seen.append(cfg)
         folder.mkdir(parents=True)
         (folder / "config.json").write_text("{}")

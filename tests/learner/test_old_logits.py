@@ -175,7 +175,7 @@ def test_recompute_warns_at_staleness(model: torch.nn.Module, monkeypatch: pytes
 
 def test_loglinear_follows_the_current_forward_in_the_learner(model: torch.nn.Module) -> None:
     policy = copy.deepcopy(model)
-    learner = LMLearner(policy, AlgoConfig(), temperature=1.0)
+    learner = LMLearner(policy, AlgoConfig(lr=1e-3, warmup_steps=0), temperature=1.0)  # moves prox
     exp = toy_experience([[3, 2, 1], [3, 3, 0]], [[-1.0, -2.0, -3.0], [-0.5, -1.0, -1.5]])
     for strat in (LogLinear(policy, 1.0, 3), LinearProx(policy, 1.0, 3)):
         start = strat.prox_logp(exp, learner_version=3)  # the interpolation at the batch-start forward
