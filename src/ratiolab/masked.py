@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 
@@ -41,30 +42,33 @@ def masked_whiten(
     return out * mask
 
 
-def masked_stats(x: torch.Tensor, mask: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
-    """Mean, min, max and 99th percentile of ``x`` over valid tokens, as ``{prefix}/{stat}`` (0-d float64
-    tensors, all 0 for an empty mask), without a host sync.
+def masked_stats(values: Mapping[str, torch.Tensor], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean, min, max and 99th percentile over the valid tokens (``mask > 0``) of each finite tensor in
+    ``values`` (shaped like ``mask``), as ``{name}/{stat}`` (0-d float64 tensors, all 0 for an empty mask),
+    without a host sync.
 
-    The percentile interpolates linearly between order statistics (``torch.quantile``'s rule): with ``n``
-    valid values, ``pos = 0.99 (n - 1)`` lies among the top ``ceil(0.01 numel) + 2`` values, so a ``topk``
-    of that static size replaces a full sort.
+    The tensors are stacked and reduced together (one sum, one min, one ``topk``), so the number of
+    operations does not grow with their number. Min, max and the order statistics are exact in the input
+    dtype; the mean and the interpolation run in float64. The percentile interpolates linearly between order
+    statistics (``torch.quantile``'s rule): with ``n`` valid values, ``pos = 0.99 (n - 1)`` lies among the
+    top ``ceil(0.01 numel) + 2`` values, so a ``topk`` of that static size replaces a full sort (its first
+    value is the max); counted from the top, ``pos`` sits at ``q = n - 1 - pos``, and the top values are
+    weighted by ``max(0, 1 - |j - q|)``.
     """
-    valid = mask > 0
-    v = x.detach().double()
+    valid = (mask > 0).flatten()
+    v = torch.stack([x.detach() for x in values.values()]).flatten(1)
+    hide = torch.where(valid, 0.0, math.inf)  # + hide: invalid values never the min; - hide: never on top
     n = valid.sum().double()
-    top = torch.topk(torch.where(valid, v, -math.inf).flatten(), min(v.numel(), math.ceil(0.01 * v.numel()) + 2))
-    pos = 0.99 * (n - 1.0)
-    below = pos.floor()
-    at = (n - 1.0 - below).long().clamp(0, top.values.numel() - 1)  # order statistic `below`, counted from the top
-    lo_v, hi_v = top.values[at], top.values[(at - 1).clamp(min=0)]
-    stats = torch.stack([
-        torch.where(valid, v, 0.0).sum() / n.clamp(min=1.0),
-        torch.where(valid, v, math.inf).amin(),
-        torch.where(valid, v, -math.inf).amax(),
-        lo_v + (pos - below) * (hi_v - lo_v),
-    ])
-    stats = torch.where(n > 0, stats, 0.0)
-    return {f"{prefix}/{k}": s for k, s in zip(("mean", "min", "max", "p99"), stats.unbind(), strict=True)}
+    mean = (v * valid).sum(1, dtype=torch.float64) / n.clamp(min=1.0)
+    vmin = (v + hide).amin(1)
+    top = torch.topk(v.sub_(hide), min(v.shape[1], math.ceil(0.01 * v.shape[1]) + 2), dim=1).values
+    last = n - 1.0
+    q = last - 0.99 * last
+    weights = (1.0 - (torch.arange(top.shape[1], dtype=torch.float64, device=v.device) - q).abs()).clamp(min=0.0)
+    p99 = (top.clamp(min=torch.finfo(top.dtype).min) * weights).sum(1)  # past n the top is -inf, weighted 0
+    stats = torch.stack([mean, vmin, top[:, 0], p99], 1)
+    keys = [f"{p}/{k}" for p in values for k in ("mean", "min", "max", "p99")]
+    return dict(zip(keys, torch.where(n > 0, stats, 0.0).flatten().unbind(), strict=True))
 
 
 def masked_frac(cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -108,10 +108,10 @@ class PolicyLossInputs:
         a learner passes ``validate=True`` on the first micro-batch of an optimiser step only.
         """
         present = [(n, t.detach()) for n in (*_FLOAT_BT, "mask") if (t := getattr(self, n)) is not None]
-        # any NaN/inf makes the sum of absolute values non-finite
-        total = torch.stack([t.abs().sum(dtype=torch.float64) for _, t in present]).sum()
-        mask_out = ((self.mask < 0) | (self.mask > 1)).sum(dtype=torch.float64)
-        total_v, mask_bad = torch.stack([total, mask_out]).tolist()
+        # any NaN/inf makes the sum of absolute values non-finite; one stacked reduction for all tensors
+        total = torch.stack([t for _, t in present]).abs().sum(dtype=torch.float64)
+        lo, hi = torch.aminmax(self.mask) if self.mask.numel() else (self.mask.new_zeros(()), self.mask.new_zeros(()))
+        total_v, lo_v, hi_v = torch.stack([total, lo.double(), hi.double()]).tolist()
         if not math.isfinite(total_v):
             for name, t in present:
                 bad = int((~torch.isfinite(t)).sum())
@@ -120,7 +120,7 @@ class PolicyLossInputs:
                         f"PolicyLossInputs.{name} has {bad} non-finite value(s); fill padding with 0 "
                         "and check the producer of this tensor"
                     )
-        if mask_bad:
+        if lo_v < 0 or hi_v > 1:
             raise ValueError("PolicyLossInputs.mask must lie in [0, 1] (1 = trained response token)")
 
     @property

@@ -39,7 +39,7 @@ import torch
 
 from ratiolab import correction, kl
 from ratiolab.correction.ratio import LOG_RATIO_BOUND
-from ratiolab.masked import masked_mean, masked_stats
+from ratiolab.masked import masked_stats
 from ratiolab.objectives.aggregation import aggregate, check_mode
 from ratiolab.registry import Registry
 from ratiolab.types import LossOutput, PolicyLossInputs
@@ -87,19 +87,18 @@ def compute(name: str, inputs: PolicyLossInputs, *, validate: bool = True, **par
     mask = inputs.mask
     log_r = correction.log_ratio(inputs.logp, inputs.prox_logp)
     per_token, metrics = OBJECTIVES.get(name).fn(inputs, log_r, **p)
-    weight = keep = None
+    weight = keep = log_w = w_disc = k = None
     if inputs.behav_logp is not None:  # w_disc only exists with engine log-probs
-        w_disc = correction.discrepancy_weight(inputs)
+        # correction.discrepancy_weight, keeping log w_disc for the diagnostics
+        log_w = correction.log_ratio(inputs.prox_logp, inputs.behav_logp).detach()
+        w_disc = log_w.exp()
         corr = correction.apply_spec(common["correction"], w_disc, mask)
         weight, keep = corr.weight, corr.keep
         per_token = per_token * weight
         metrics.update(corr.metrics)
-        metrics.update(masked_stats(w_disc, mask, "w_disc"))
-        metrics.update(_offpolicy_metrics(inputs, w_disc))
     if common["kl_coef"]:
         k = _kl_term(name, inputs, log_r, weight, common["kl_kind"], common["kl_is_weight"])
         per_token = per_token + common["kl_coef"] * k
-        metrics[f"kl/{common['kl_kind']}"] = masked_mean(k.detach(), mask)
     if common["entropy_coef"]:
         if inputs.entropy is None:
             raise ValueError(f"objective {name!r}: entropy_coef > 0 needs inputs.entropy")
@@ -118,7 +117,7 @@ def compute(name: str, inputs: PolicyLossInputs, *, validate: bool = True, **par
         sum_norm_constant=common["sum_norm_constant"],
         sum_norm_divisor=common["sum_norm_divisor"],
     )
-    metrics.update(_ratio_metrics(inputs, log_r))
+    metrics.update(_batch_metrics(inputs, log_r, log_w, w_disc, None if k is None else (common["kl_kind"], k)))
     return LossOutput(loss, metrics)
 
 
@@ -201,48 +200,62 @@ def reduce_metrics(rows: Sequence[Mapping[str, torch.Tensor | float]], total: Co
     return {k: v if k in total else v / count[k] for k, v in host.items()}
 
 
-def _offpolicy_metrics(inputs: PolicyLossInputs, w_disc: torch.Tensor) -> dict[str, torch.Tensor]:
-    """ESS and verl's ``rollout_corr`` diagnostics of ``w_disc = pi_prox / mu``.
+def _batch_metrics(
+    inputs: PolicyLossInputs,
+    log_r: torch.Tensor,
+    log_w: torch.Tensor | None,
+    w_disc: torch.Tensor | None,
+    kl_term: tuple[str, torch.Tensor] | None,
+) -> dict[str, torch.Tensor]:
+    """``compute``'s own diagnostics, from a few stacked reductions rather than one chain of small ops each.
 
-    ``chi2_token = E_tok[w^2] - 1`` and ``chi2_seq = E_seq[(prod_t w_t)^2] - 1`` (the chi-square divergence
-    of pi_prox from mu, i.e. the variance of the IS weights); ``ppl_ratio = E_seq[ppl_prox / ppl_mu]``
-    with ``ppl = exp(-mean_t logp)`` per sequence, and ``log_ppl_diff = E_seq[mean_t (behav - prox)]``.
-    Sequence means run over non-empty sequences (verl averages over every row).
+    Masked means (mask-weighted, :func:`~ratiolab.masked.masked_mean`): ``approx_kl`` (k3 of
+    KL(prox || theta), ``r - 1 - log r``), ``ratio/log_clamp_frac``, ``entropy`` and ``kl/{kind}`` where
+    given; :func:`~ratiolab.masked.masked_stats` of ``r_stale`` (and ``w_disc``); with engine log-probs
+    (``log_w = log w_disc``) the diagnostics of :func:`_offpolicy_metrics`.
     """
-    assert inputs.behav_logp is not None
-    m = inputs.mask.detach().double()
-    w = w_disc.double() * m
-    lw = correction.log_ratio(inputs.prox_logp, inputs.behav_logp).detach().double() * m
-    n_tok = m.sum()
-    lengths = m.sum(-1)
-    seq = (lengths > 0).double()
-    n_seq = seq.sum().clamp(min=1.0)
-    log_ppl_diff = -lw.sum(-1) / lengths.clamp(min=1.0)  # mean_t behav - mean_t prox = log(ppl_prox / ppl_mu)
-    seq_w2 = torch.exp(2.0 * lw.sum(-1).clamp(-LOG_RATIO_BOUND, LOG_RATIO_BOUND))
-    vals = torch.stack([
-        w.sum() ** 2 / (n_tok * w.square().sum()).clamp(min=1e-300),
-        (w.square().sum() - n_tok) / n_tok.clamp(min=1.0),
-        ((seq_w2 - 1.0) * seq).sum() / n_seq,
-        (log_ppl_diff.exp() * seq).sum() / n_seq,
-        (log_ppl_diff * seq).sum() / n_seq,
+    mask = inputs.mask.detach()
+    lr = log_r.detach()
+    r = lr.exp()
+    token = {"approx_kl": r - 1.0 - lr,
+             "ratio/log_clamp_frac": correction.clamp_bites(inputs.logp, inputs.prox_logp)}
+    if inputs.entropy is not None:
+        token["entropy"] = inputs.entropy.detach()
+    if kl_term is not None:
+        token[f"kl/{kl_term[0]}"] = kl_term[1].detach()
+    # one masked sum per tensor (no [K, B, T] stack: smaller temporaries), one division for all
+    means = torch.stack([(x * mask).sum() for x in token.values()]) / mask.sum().clamp(min=1.0)
+    out = dict(zip(token, means.unbind(), strict=True))
+    if log_w is None or w_disc is None:
+        out.update(masked_stats({"r_stale": r}, mask))
+        return out
+    out.update(masked_stats({"r_stale": r, "w_disc": w_disc}, mask))
+    out.update(_offpolicy_metrics(mask, log_w, w_disc))
+    return out
+
+
+def _offpolicy_metrics(mask: torch.Tensor, log_w: torch.Tensor, w_disc: torch.Tensor) -> dict[str, torch.Tensor]:
+    """ESS and verl's ``rollout_corr`` diagnostics of ``w_disc = pi_prox / mu`` (``log_w`` its log).
+
+    ``ess = (sum w)^2 / (N sum w^2)``; ``chi2_token = E_tok[w^2] - 1`` and ``chi2_seq = E_seq[(prod_t w_t)^2] - 1``
+    (the chi-square divergence of pi_prox from mu, i.e. the variance of the IS weights);
+    ``ppl_ratio = E_seq[ppl_prox / ppl_mu]`` with ``ppl = exp(-mean_t logp)`` per sequence, and
+    ``log_ppl_diff = E_seq[mean_t (behav - prox)]``. Token sums take ``m w`` (``m`` the mask; products in the
+    inputs' dtype, sums in float64); sequence means run over non-empty sequences (verl averages over every row).
+    """
+    f64 = torch.float64
+    w = w_disc * mask
+    lengths, lw_seq = mask.sum(-1, dtype=f64), (log_w * mask).sum(-1, dtype=f64)
+    n_tok, w_sum, w2_sum = torch.stack([lengths.sum(), w.sum(dtype=f64), w.square().sum(dtype=f64)]).unbind()
+    seq = (lengths > 0).to(f64)
+    log_ppl_diff = -lw_seq / lengths.clamp(min=1.0)  # mean_t behav - mean_t prox = log(ppl_prox / ppl_mu)
+    seq_w2 = torch.exp(2.0 * lw_seq.clamp(-LOG_RATIO_BOUND, LOG_RATIO_BOUND))
+    per_seq_terms = torch.stack([seq_w2 - 1.0, log_ppl_diff.exp(), log_ppl_diff])
+    seq_means = (per_seq_terms * seq).sum(-1) / seq.sum().clamp(min=1.0)
+    vals = torch.cat([
+        torch.stack([w_sum**2 / (n_tok * w2_sum).clamp(min=1e-300), (w2_sum - n_tok) / n_tok.clamp(min=1.0)]),
+        seq_means,
     ])
     names = ("w_disc/ess", "rollout_corr/chi2_token", "rollout_corr/chi2_seq", "rollout_corr/ppl_ratio",
              "rollout_corr/log_ppl_diff")
     return dict(zip(names, vals.unbind(), strict=True))
-
-
-def _ratio_metrics(inputs: PolicyLossInputs, log_r: torch.Tensor) -> dict[str, torch.Tensor]:
-    mask = inputs.mask
-    lr = log_r.detach()
-    r = lr.exp()
-    out = masked_stats(r, mask, "r_stale")
-    names = ["approx_kl", "ratio/log_clamp_frac"]
-    vals = [
-        masked_mean(r - 1.0 - lr, mask),  # k3 of KL(prox || theta)
-        masked_mean(correction.clamp_bites(inputs.logp, inputs.prox_logp).to(mask.dtype), mask),
-    ]
-    if inputs.entropy is not None:
-        names.append("entropy")
-        vals.append(masked_mean(inputs.entropy.detach(), mask))
-    out.update(zip(names, vals, strict=True))
-    return out
