@@ -149,7 +149,7 @@ def _trl(d: Any) -> Metrics:
 
 
 BENCHES = [
-    Bench("objectives", lambda tree, path: ["-c", OBJECTIVES_SNIPPET, "64", "256", "20"], _objectives,
+    Bench("objectives", lambda tree, path: ["-c", OBJECTIVES_SNIPPET, "64", "256", "100"], _objectives,
           stdout_json=True),
     Bench("learner", _script("bench_learner.py", "--presets", "tiny", "--prompts", "8", "--repeats", "3",
                              "--threads", "1", "--no-demo"), _learner),

@@ -81,9 +81,10 @@ class RegistryObjective:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if validate or self._common is None:
             out = objectives.compute(self.name, inputs, validate=True, **self.params, **data)
-            merged = OBJECTIVES.resolve(self.name, {**self.params, **data})
-            self._common = {k: merged.pop(k) for k in COMMON}
-            self._own = {k: v for k, v in merged.items() if k not in data}
+            if self._common is None:  # the parameters resolve the same every call: once
+                merged = OBJECTIVES.resolve(self.name, {**self.params, **data})
+                self._common = {k: merged.pop(k) for k in COMMON}
+                self._own = {k: v for k, v in merged.items() if k not in data}
             return out.loss, out.metrics
         common = self._common
         assert inputs.behav_logp is None and inputs.ref_logp is None, "the direct call has no correction or KL term"
@@ -319,9 +320,9 @@ class OnPolicy(Algorithm):
             d = self.n_act
             kw.update(mean=params[:, None, :d], mean_old=mb["old_params"][:, None, :d], step_std=p.action_std)
             logp, prox_logp = logp / d, prox_logp / d
-        inputs = PolicyLossInputs(
-            logp=logp[:, None], prox_logp=prox_logp[:, None], adv=adv[:, None], mask=mb["mask"], entropy=ent[:, None]
-        )
+        rows = float(len(logp))  # the mask is all ones: its token and sequence counts, known on the host
+        inputs = PolicyLossInputs(logp=logp[:, None], prox_logp=prox_logp[:, None], adv=adv[:, None], mask=mb["mask"],
+                                  entropy=ent[:, None], num_tokens=rows, num_seqs=rows)
         pg, m = self.policy_objective(inputs, validate=validate, **kw)
         v_loss = value_loss(values[:, 0], mb["values"], mb["returns"], clip, p.clip_vloss)
         loss = pg + p.vf_coef * v_loss
