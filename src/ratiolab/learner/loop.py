@@ -33,25 +33,36 @@ from ratiolab.runs import step_seed
 
 
 def async_diagnostics(s: Scored, learner_version: int, max_staleness: int) -> dict[str, float]:
-    """Staleness histogram, partial-rollout share, KL(behav || prox), |log w_disc| by staleness."""
+    """Staleness histogram, partial-rollout share, KL(behav || prox), |log w_disc| by staleness.
+
+    Over the trained tokens (``mask > 0``): staleness ``learner_version - version`` (mean, max, share at each
+    ``k <= max_staleness``); the share of rows whose tokens come from more than one version; ``k1`` and ``k3``
+    of ``log w = prox - behav``; mean ``|log w|`` at each staleness that occurs (the key only then). All 0
+    without trained tokens. One host transfer.
+    """
     ro, m = s.exp.rollout, s.mask > 0
-    stale = (learner_version - ro.version)[m]
-    out: dict[str, float] = {
-        "staleness/mean": float(stale.float().mean()) if stale.numel() else 0.0,
-        "staleness/max": float(stale.max()) if stale.numel() else 0.0,
-    }
-    for k in range(max_staleness + 1):
-        out[f"staleness/frac_{k}"] = float((stale == k).float().mean()) if stale.numel() else 0.0
-    versions = torch.where(m, ro.version, -1)
-    multi = [(row[row >= 0].unique().numel() > 1) for row in versions]
-    out["partial/seq_frac"] = sum(multi) / max(len(multi), 1)
-    log_w = (s.prox_logp - ro.behav_logp.float())[m]
-    out["kl_behav_prox/k1"] = float((-log_w).mean()) if log_w.numel() else 0.0
-    out["kl_behav_prox/k3"] = float((log_w.exp() - 1 - log_w).mean()) if log_w.numel() else 0.0
-    for k in range(max_staleness + 1):
-        sel = stale == k
-        if bool(sel.any()):
-            out[f"w_disc/abs_log_s{k}"] = float(log_w[sel].abs().mean())
+    stale = learner_version - ro.version
+    log_w = (s.prox_logp - ro.behav_logp.float()).double()
+    at_k = (stale == torch.arange(max_staleness + 1, device=stale.device)[:, None, None]) & m  # [K, B, T]
+    n = m.sum().double()
+    newest = torch.where(m, ro.version, torch.iinfo(ro.version.dtype).min).amax(-1)
+    oldest = torch.where(m, ro.version, torch.iinfo(ro.version.dtype).max).amin(-1)
+    head = torch.stack([
+        torch.where(m, stale, 0).sum() / n.clamp(min=1.0),
+        torch.where(n > 0, torch.where(m, stale, torch.iinfo(stale.dtype).min).amax().double(), 0.0),
+        (newest > oldest).double().sum() / max(len(newest), 1),  # rows spanning a weight swap
+        torch.where(m, -log_w, 0.0).sum() / n.clamp(min=1.0),
+        torch.where(m, log_w.exp() - 1.0 - log_w, 0.0).sum() / n.clamp(min=1.0),
+    ])
+    counts, abs_sums = at_k.flatten(1).sum(1).double(), (at_k * log_w.abs()).flatten(1).sum(1)
+    host = torch.cat([head, counts / n.clamp(min=1.0), counts, abs_sums]).tolist()
+    k = max_staleness + 1
+    mean, vmax, partial, k1, k3 = host[:5]
+    fracs, count, abs_sum = host[5:5 + k], host[5 + k:5 + 2 * k], host[5 + 2 * k:]
+    out = {"staleness/mean": mean, "staleness/max": vmax,
+           **{f"staleness/frac_{i}": fracs[i] for i in range(k)},
+           "partial/seq_frac": partial, "kl_behav_prox/k1": k1, "kl_behav_prox/k3": k3}
+    out.update({f"w_disc/abs_log_s{i}": abs_sum[i] / count[i] for i in range(k) if count[i]})
     return out
 
 
