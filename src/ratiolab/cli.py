@@ -76,10 +76,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from ratiolab.advantages import ADVANTAGES
     from ratiolab.correction import CORRECTIONS
     from ratiolab.objectives import COMMON, OBJECTIVES
+    from ratiolab.preference import PREFERENCE_LOSSES
 
     if args.what == "objectives":
         console.print(registry_table(OBJECTIVES, "objectives", hide=tuple(COMMON)))
         console.print("every objective also takes: " + ", ".join(f"{k}={v!r}" for k, v in COMMON.items()))
+    elif args.what == "preference":
+        console.print(registry_table(PREFERENCE_LOSSES, "preference losses (ratiolab.preference, pairs of responses)"))
     elif args.what == "advantages":
         console.print(registry_table(ADVANTAGES, "advantage estimators"))
     elif args.what == "corrections":
@@ -429,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
 
     p = add("list", help="print a registry as a table")
-    p.add_argument("what", choices=["objectives", "advantages", "corrections", "old-logits", "tasks"])
+    p.add_argument("what", choices=["objectives", "preference", "advantages", "corrections", "old-logits", "tasks"])
     p.set_defaults(fn=_cmd_list)
 
     p = add("train", help="RL-train a policy (language model, or a gym env with --env)")
