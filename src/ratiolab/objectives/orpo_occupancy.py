@@ -16,6 +16,9 @@ with the linear extrapolation beyond ``c = clip``:
     chi2_est = mean(ratio_m1 + inv_ratio_m1)          (E_pi[ref / pi] = 1 as a control variate)
     loss term: coeff sqrt(max(chi2_est, floor))  (``sqrt_chi2``)   or   coeff KL_est  (``kl``)
 
+The square root of a batch mean does not split over micro-batches: call it on the whole optimisation
+batch (or accept a per-micro-batch estimate); the ``kl`` term does split (scale by the micro-batch share).
+
 **General-MDP variant** ([verified: code] cassidylaidlaw/orpo): a discriminator d(s, a) trained with
 ``softplus(-d(policy)) + softplus(d(base))`` estimates log(mu_pi / mu_base); the per-step penalty is ``d``
 (KL), ``e^d - 1`` (chi2) or ``(e^d - 1) / sqrt(M)`` (sqrt_chi2) with M the 1%-trimmed mean of ``e^d - 1``
