@@ -82,6 +82,8 @@ def calibrate_rewards(
     finite("calibrate_rewards", "rewards", rewards)
     if bool(((confidence < 0) | (confidence > 1)).any()):
         raise ValueError("calibrate_rewards: confidence must lie in [0, 1] (parse_confidence gives that)")
+    if cfg.avg_type == "std" and rewards.numel() < 2:
+        raise ValueError("calibrate_rewards: avg_type='std' needs a batch of >= 2 rewards")
     r = rewards.clamp(-cfg.reward_clip, cfg.reward_clip)
     stat = r.mean() if cfg.avg_type == "mean" else r.std()
     avg = cfg.alpha * float(stat) + (1.0 - cfg.alpha) * reward_avg
