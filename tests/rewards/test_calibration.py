@@ -45,3 +45,14 @@ def test_bad_config_and_inputs() -> None:
         calibrate_rewards(R, torch.tensor([9.0, 2.0], dtype=torch.float64), 0.0, CalibrationConfig())
     with pytest.raises(ValueError, match="rewards has 1 non-finite"):
         calibrate_rewards(torch.tensor([float("nan"), 1.0]), torch.tensor([0.5, 0.5]), 0.0, CalibrationConfig())
+
+
+def test_std_average_threshold_signs_follow_r() -> None:
+    # avg_type="std": r_avg from the (unbiased [inferred]) batch std, adj = w r (s - 0.5) without |.|
+    s = torch.tensor([0.9, 0.2], dtype=torch.float64)
+    cfg = CalibrationConfig(weight=0.5, adjustment="threshold", avg_type="std")
+    out, avg = calibrate_rewards(R, s, 0.0, cfg)
+    assert avg == pytest.approx(0.1 * 8**0.5)
+    assert out.tolist() == pytest.approx([3.6, -1.15], abs=1e-12)
+    with pytest.raises(ValueError, match="needs a batch of >= 2 rewards"):
+        calibrate_rewards(R[:1], s[:1], 0.0, cfg)
