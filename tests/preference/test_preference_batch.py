@@ -72,3 +72,27 @@ def test_split_keeps_the_global_normalisers() -> None:
     assert all(p.num_pairs == b.batch_size and p.num_tokens == float(b.global_tokens()) for p in parts)
     with pytest.raises(ValueError, match="num_micro must be in"):
         b.split(0)
+
+
+def test_from_groups_pairs_rows_by_prompt_and_orders_by_reward() -> None:
+    logp = torch.tensor([[-1.0], [-2.0], [-3.0], [-4.0]], dtype=torch.float64, requires_grad=True)
+    rewards = torch.tensor([0.0, 1.0, 0.5, 0.2], dtype=torch.float64)
+    seq_ids = torch.tensor([7, 3, 7, 3])
+    b = PreferenceBatch.from_groups(logp=logp, mask=torch.ones(4, 1), seq_ids=seq_ids, rewards=rewards,
+                                    ref_logp=torch.zeros(4, 1, dtype=torch.float64))
+    # group 3: rows 1 (r 1.0) and 3 (r 0.2); group 7: rows 0 (r 0.0) and 2 (r 0.5) -> chosen is row 2
+    assert b.chosen_logp.flatten().tolist() == [-2.0, -3.0] and b.rejected_logp.flatten().tolist() == [-4.0, -1.0]
+    assert b.chosen_reward.tolist() == [1.0, 0.5] and b.rejected_reward.tolist() == [0.2, 0.0]
+    (g,) = torch.autograd.grad(compute("dpo", b).loss, logp)
+    assert g[1].item() < 0 < g[3].item() and g[2].item() < 0 < g[0].item()
+    given = PreferenceBatch.from_groups(logp=logp, mask=torch.ones(4, 1), seq_ids=seq_ids, order="given")
+    assert given.chosen_logp.flatten().tolist() == [-2.0, -1.0]
+
+
+def test_from_groups_needs_groups_of_two() -> None:
+    logp = torch.zeros(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="group 0 has 3 row"):
+        PreferenceBatch.from_groups(logp=logp, mask=torch.ones(3, 2), seq_ids=torch.zeros(3, dtype=torch.long),
+                                    order="given")
+    with pytest.raises(ValueError, match="order='reward' needs rewards="):
+        PreferenceBatch.from_groups(logp=logp, mask=torch.ones(3, 2), seq_ids=torch.zeros(3, dtype=torch.long))

@@ -93,6 +93,40 @@ class PreferenceBatch:
             if v is not None and (not math.isfinite(v) or v <= 0):
                 raise ValueError(f"PreferenceBatch.{name} must be a positive count, got {v}")
 
+    @classmethod
+    def from_groups(
+        cls, *, logp: torch.Tensor, mask: torch.Tensor, seq_ids: torch.Tensor, prox_logp: torch.Tensor | None = None,
+        ref_logp: torch.Tensor | None = None, rewards: torch.Tensor | None = None, order: str = "reward",
+    ) -> PreferenceBatch:
+        """Pairs from a ``[2P, T]`` batch whose prompt groups (``seq_ids``, ``[2P]``) hold two rows each, as a
+        sampler with group size 2 produces; ``rewards`` (``[2P]``) become the sides' rewards. ``order="reward"``
+        makes the higher-reward row of each pair ``chosen`` (the first on a tie); ``"given"`` keeps row order.
+        Indexing keeps the gradient: it flows back to ``logp``. Pairs follow the order of the sorted group ids.
+        """
+        if order not in ("reward", "given"):
+            raise ValueError(f"PreferenceBatch.from_groups: order must be 'reward' or 'given', got {order!r}")
+        if order == "reward" and rewards is None:
+            raise ValueError("PreferenceBatch.from_groups: order='reward' needs rewards= (one per row)")
+        if seq_ids.shape != logp.shape[:1] or seq_ids.is_floating_point():
+            raise ValueError(f"PreferenceBatch.from_groups: seq_ids must be an integer [{logp.shape[0]}] tensor, got "
+                             f"{tuple(seq_ids.shape)} {seq_ids.dtype}")
+        ids, inv, counts = torch.unique(seq_ids, return_inverse=True, return_counts=True)
+        if bool((counts != 2).any()):
+            g = int(ids[counts != 2][0])
+            raise ValueError(f"PreferenceBatch.from_groups: group {g} has {int(counts[ids == g][0])} row(s); pairs "
+                             "need exactly two responses per prompt (sample with group size 2)")
+        rows = torch.argsort(inv, stable=True).view(-1, 2)  # [P, 2]: the two rows of each group, in row order
+        if order == "reward":
+            assert rewards is not None
+            swap = rewards[rows[:, 1]] > rewards[rows[:, 0]]
+            rows = torch.where(swap[:, None], rows.flip(-1), rows)
+        first, second = rows[:, 0], rows[:, 1]
+        opt = {"prox_logp": prox_logp, "ref_logp": ref_logp, "reward": rewards}
+        sides: dict[str, Any] = {f"{side}_{k}": (None if v is None else v[idx]) for k, v in opt.items()
+                                 for side, idx in (("chosen", first), ("rejected", second))}
+        return cls(chosen_logp=logp[first], rejected_logp=logp[second], chosen_mask=mask[first],
+                   rejected_mask=mask[second], **sides)
+
     def _tensors(self) -> list[tuple[str, torch.Tensor]]:
         return [(f.name, t) for f in fields(self) if isinstance(t := getattr(self, f.name), torch.Tensor)]
 
