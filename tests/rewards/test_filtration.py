@@ -58,9 +58,11 @@ def test_bad_inputs_are_errors() -> None:
 
 
 def test_self_rewarding_log_ratio_reward() -> None:
-    sft = torch.tensor([[-0.5, -1.0, -0.2, 9.0]], dtype=torch.float64)
+    sft = torch.tensor([[-0.5, -1.0, -0.2, float("nan")]], dtype=torch.float64)
     pt = torch.tensor([[-1.0, -1.5, -1.2, 0.0]], dtype=torch.float64)
     mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]], dtype=torch.float64)
     assert log_ratio_reward(sft, pt, mask).tolist() == pytest.approx([2.0], abs=1e-12)
+    with pytest.raises(ValueError, match="non-finite"):
+        log_ratio_reward(sft, pt, torch.ones_like(mask))
     with pytest.raises(ValueError, match="pt_logp has shape"):
         log_ratio_reward(sft, pt[:, :3], mask)

@@ -22,7 +22,6 @@ def log_ratio_reward(sft_logp: torch.Tensor, pt_logp: torch.Tensor, mask: torch.
     for name, t in (("sft_logp", sft_logp), ("pt_logp", pt_logp)):
         if t.shape != mask.shape:
             raise ValueError(f"log_ratio_reward: {name} has shape {tuple(t.shape)}, expected {tuple(mask.shape)}")
-    m = mask.to(sft_logp.dtype)
-    diff = (sft_logp.detach() - pt_logp.detach()) * m
+    diff = torch.where(mask > 0, sft_logp.detach() - pt_logp.detach(), 0.0)  # padding may hold anything
     finite("log_ratio_reward", "sft_logp - pt_logp on valid tokens", diff)
     return diff.sum(-1)
