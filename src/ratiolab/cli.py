@@ -149,6 +149,8 @@ def _train_config(args: argparse.Namespace) -> Any:
             sets.append(f"{key}={json.dumps(value)}")  # a JSON string is a YAML string: paths keep ':' and '#'
     if getattr(args, "resume", None):
         sets.append(f"run_dir={json.dumps(args.resume)}")
+    if getattr(args, "reward", None) is not None:
+        sets.append(f"reward.models={json.dumps(_reward_models(args.reward))}")
     if getattr(args, "async_rl", False):
         sets.append("async_rl.enabled=true")
     if getattr(args, "backend", None):
@@ -156,6 +158,39 @@ def _train_config(args: argparse.Namespace) -> Any:
     if getattr(args, "address", None):
         sets.append(f"async_rl.ray_address={args.address}")
     return override(cfg, [*sets, *_log_set(args)])
+
+
+def _reward_models(spec: str) -> list[str]:
+    """``--reward verifier`` (no reward models) or ``--reward model:DIR[,DIR...]`` as the list of folders."""
+    if spec == "verifier":
+        return []
+    kind, sep, folders = spec.partition(":")
+    names = [f.strip() for f in folders.split(",") if f.strip()]
+    if kind != "model" or not sep or not names:
+        raise ConfigError(f"--reward {spec!r}: use verifier, or model:DIR (model:DIR1,DIR2 for an ensemble)")
+    return names
+
+
+def _cmd_rm(args: argparse.Namespace) -> int:
+    from ratiolab.reward_model import RMTrainConfig, generate_pairs, train_reward_model, write_pairs
+
+    task = _task(args)
+    params = _task_config(args).params
+    if args.rm_command == "pairs":
+        pairs = generate_pairs(task, args.n, split=args.split, seed=args.seed, label_noise=args.label_noise)
+        console.print(f"wrote {len(pairs)} pairs to {write_pairs(args.out, pairs)}")
+        return 0
+    cfg = RMTrainConfig(
+        task=args.task, task_params=params, pairs=args.pairs, n_pairs=args.n_pairs, eval_pairs=args.eval_pairs,
+        label_noise=args.label_noise, init=args.init, preset=args.preset, loss=args.loss,
+        crm_variant=args.crm_variant, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        ensemble=args.ensemble,
+    )
+    for result in train_reward_model(cfg, args.out):
+        console.print(f"saved reward model to {result.out_dir}: loss {result.first_loss:.3f} -> "
+                      f"{result.final_loss:.3f}, held-out pair accuracy {result.eval_accuracy:.1%} "
+                      f"({result.seconds:.1f} s)")
+    return 0
 
 
 def _log_set(args: argparse.Namespace) -> list[str]:
@@ -274,6 +309,16 @@ def _cmd_train_gym(args: argparse.Namespace) -> int:
 def _task(args: argparse.Namespace) -> Any:
     """The task of ``--task`` / ``--level`` / ``--set task.params...``; a bad name or parameter is a one-line error."""
     from ratiolab import tasks
+
+    cfg = _task_config(args)
+    try:
+        return tasks.get(cfg.name, **cfg.params)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"--task {args.task!r} / task.params {cfg.params}: {err}") from err
+
+
+def _task_config(args: argparse.Namespace) -> Any:
+    """The ``TaskConfig`` of ``--task`` / ``--level`` / ``--set task.params...`` (other ``--set`` keys refused)."""
     from ratiolab.config.train import TaskConfig
 
     bad = [s for s in args.set or [] if not s.startswith("task.params")]
@@ -281,11 +326,7 @@ def _task(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--set {bad[0]!r}: {args.command} takes task parameters only, e.g. "
                           "--set task.params.level=3 or --set task.params={path: data.jsonl}")
     base = TaskConfig(name=args.task, params={"level": args.level} if args.level is not None else {})
-    cfg = override(base, [s.removeprefix("task.") for s in args.set or []])
-    try:
-        return tasks.get(cfg.name, **cfg.params)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"--task {args.task!r} / task.params {cfg.params}: {err}") from err
+    return override(base, [s.removeprefix("task.") for s in args.set or []])
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
@@ -457,7 +498,43 @@ def build_parser() -> argparse.ArgumentParser:
                    "pdppo, pqn, mdpo_off")
     p.add_argument("--preset", help="classic-control preset (with --env), e.g. cartpole-ppo-zoo, cartpole-pqn")
     p.add_argument("--log", help=LOG_HELP)
+    p.add_argument("--reward", help="where rewards come from: verifier (the task's, default) or model:DIR (a reward "
+                   "model from ratiolab rm train; model:DIR1,DIR2 for an ensemble, see reward.ensemble); the verifier "
+                   "stays the gold score")
     p.set_defaults(fn=_cmd_train)
+
+    p = add("rm", help="reward models: preference pairs from a task, Bradley-Terry / PPO-M training")
+    rm_sub = p.add_subparsers(dest="rm_command", required=True)
+    for name, text in (("train", "train a reward model (or --ensemble K) on preference pairs; save_pretrained"),
+                       ("pairs", "write preference pairs of a task to a .jsonl or .parquet file")):
+        q = rm_sub.add_parser(name, help=text, description=text, formatter_class=_Help)
+        q.add_argument("--task", default="arithmetic", help="registered single-turn task (ratiolab list tasks)")
+        q.add_argument("--level", type=int, help="arithmetic level (short for --set task.params.level=N)")
+        _task_flags(q)
+        q.add_argument("--label-noise", dest="label_noise", type=float, default=0.0,
+                       help="probability that a generated pair's labels are swapped")
+        q.add_argument("--seed", type=int, default=0, help="seed of the pairs (and of the first member)")
+        q.add_argument("--out", required=True, help="output folder (train) or pair file (pairs)")
+        q.set_defaults(fn=_cmd_rm)
+    d_rm = _rm_defaults()
+    q.add_argument("--n", type=int, default=1000, help="pairs to write")
+    q.add_argument("--split", default="train", choices=["train", "test"], help="task split of the prompts")
+    t = rm_sub.choices["train"]
+    t.add_argument("--pairs", help="a pair file (.jsonl/.parquet: prompt, chosen, rejected) instead of generated pairs")
+    t.add_argument("--n-pairs", dest="n_pairs", type=int, default=d_rm.n_pairs, help="generated training pairs")
+    t.add_argument("--eval-pairs", dest="eval_pairs", type=int, default=d_rm.eval_pairs,
+                   help="held-out pairs (test split, no label noise)")
+    t.add_argument("--init", help="policy folder whose trunk the RM starts from, or an RM folder (PPO-M's base RM); "
+                   "default: a fresh --preset trunk")
+    t.add_argument("--preset", default=d_rm.preset, help="trunk size preset without --init")
+    t.add_argument("--loss", default=d_rm.loss, choices=["bt", "crm"], help="bt: Bradley-Terry; crm: PPO-M's "
+                   "calibrated loss")
+    t.add_argument("--crm-variant", dest="crm_variant", default=d_rm.crm_variant,
+                   help="crm, combined, variant_1 or kwise (with --loss crm)")
+    t.add_argument("--steps", type=int, default=d_rm.steps, help="optimiser steps per member")
+    t.add_argument("--batch-size", dest="batch_size", type=int, default=d_rm.batch_size, help="pairs per step")
+    t.add_argument("--lr", type=float, default=d_rm.lr, help="learning rate")
+    t.add_argument("--ensemble", type=int, default=1, help="train K members (seeds seed..seed+K-1) into OUT/member-k")
 
     p = add("sweep", help="objective x max_staleness x old_logits x seeds: the staleness lab")
     _config_flags(p)
@@ -530,6 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="ignore the cached pre-trained base")
     p.set_defaults(fn=_cmd_demo)
     return parser
+
+
+def _rm_defaults() -> Any:
+    from ratiolab.reward_model.train import RMTrainConfig
+
+    return RMTrainConfig()
 
 
 def _config_flags(p: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ from ratiolab.config.async_rl import AsyncConfig
 from ratiolab.correction.discrepancy import apply_spec
 from ratiolab.objectives.grpo_guard import GAUSSIAN_ONLY
 from ratiolab.policies.model import PRESETS
+from ratiolab.rewards.calibration import CalibrationConfig
 from ratiolab.trackers import check_trackers
 
 KlPlacement = Literal["none", "loss", "reward_token", "reward_seq"]
@@ -190,13 +191,58 @@ class AlgoConfig:
 
 
 @dataclass(frozen=True)
+class RewardConfig:
+    """Where the RL reward comes from.
+
+    ``models`` empty (the default): the task's exact verifier. Otherwise reward-model folders written by
+    ``ratiolab rm train`` (``--reward model:DIR[,DIR...]``): the RM score replaces the verifier's reward in
+    the advantages and the verifier's stays the gold score (``gold_reward``, and ``reward/gap`` = RM - gold),
+    so over-optimisation of the RM shows. Several folders form an ensemble combined by ``ensemble``: ``mean``,
+    ``wco`` (the minimum) or ``uwo`` (``mean - uwo_coef * Var``, unbiased variance; Coste et al., arXiv
+    2310.02743). A non-finite RM score gives that response reward 0 and no tokens in the loss, counted in
+    ``reward/nonfinite``. ``calibration`` applies PPO-C (arXiv 2410.09724) to the RM scores per batch, with
+    ``calibration_params`` for ``rewards.CalibrationConfig`` (defaults: the released scripts; its running
+    average is checkpointed). The RMs must use the policy's tokenizer.
+    """
+
+    models: tuple[str, ...] = ()
+    ensemble: Literal["mean", "wco", "uwo"] = "mean"
+    uwo_coef: float = 0.1
+    calibration: bool = False
+    calibration_params: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Checks that need no file (the folders are checked when the run loads them)."""
+        if not self.models:
+            changed = [f"reward.{f.name}" for f in fields(RewardConfig)
+                       if f.name != "models" and getattr(self, f.name) != getattr(RewardConfig(), f.name)]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)} set without reward.models: the verifier's reward ignores "
+                                  "them; give the reward-model folders (--reward model:DIR) or remove them")
+            return
+        if any(not m.strip() for m in self.models):
+            raise ConfigError("reward.models holds an empty folder name; give the folders of trained reward models")
+        if self.ensemble == "uwo" and len(self.models) < 2:
+            raise ConfigError("reward.ensemble = uwo needs >= 2 reward models (a variance over members); give more "
+                              "folders or use mean")
+        check_range("reward.uwo_coef", self.uwo_coef, "[0, inf)")
+        try:
+            CalibrationConfig(**self.calibration_params)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"reward.calibration_params: {err}") from err
+        if self.calibration_params and not self.calibration:
+            raise ConfigError("reward.calibration_params set without reward.calibration=true; enable it or remove them")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A complete run: ``steps`` RL steps, held-out evaluation every ``eval_every`` steps on
     ``eval_size`` test problems (greedy, plus pass@1 over ``eval_samples`` samples per problem
     when > 0), a checkpoint every ``checkpoint_every`` steps, in ``run_dir`` (``None``: a new
     ``runs/<objective>-<task>-<YYYYmmdd-HHMMSS>``); ``async_rl`` switches to the asynchronous actor/learner
     system; ``log`` names the experiment trackers that also receive every logged row (``tensorboard``,
-    ``wandb``, ``mlflow``: :mod:`ratiolab.trackers`)."""
+    ``wandb``, ``mlflow``: :mod:`ratiolab.trackers`); ``reward`` says where the reward comes from (the verifier,
+or reward models)."""
 
     task: TaskConfig = field(default_factory=TaskConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -212,6 +258,7 @@ class TrainConfig:
     threads: int = 0
     async_rl: AsyncConfig = field(default_factory=AsyncConfig)
     log: tuple[str, ...] = ()
+    reward: RewardConfig = field(default_factory=RewardConfig)
 
     def validate(self) -> None:
         """Check what the dataclass types cannot, before any work or file is made."""
@@ -230,6 +277,7 @@ class TrainConfig:
                               "unset for a timestamped folder under runs/")
         self.async_rl.validate()
         self.async_rl.check_binding(a.objective)
+        self.reward.validate()
         if not self.async_rl.enabled:
             changed = [f"async_rl.{f.name}" for f in fields(AsyncConfig)
                        if f.name != "enabled" and getattr(self.async_rl, f.name) != getattr(AsyncConfig(), f.name)]
@@ -338,6 +386,13 @@ class TrainConfig:
             estimator = advantages.ADVANTAGES.get(a.advantage)
         except ValueError as err:
             raise ConfigError(f"algo.advantage: {err}") from err
+        if self.reward.models:
+            if a.dynamic_sampling:
+                raise ConfigError("algo.dynamic_sampling filters groups on the verifier's reward, the gold score a "
+                                  "reward-model run must not train on; unset it or reward.models")
+            if "greedy_rewards" in estimator.inputs:
+                raise ConfigError(f"algo.advantage = {a.advantage} takes the verifier's greedy rewards as its "
+                                  "baseline, not reward-model scores; pick another advantage or unset reward.models")
         if "values" in estimator.inputs:
             raise ConfigError(f"algo.advantage = {a.advantage} needs a value head, which the language-model track "
                               "has not yet")

@@ -44,6 +44,7 @@ from ratiolab.objectives.kl_control import AdaptiveKLController, FixedKLControll
 from ratiolab.objectives.state import observes
 from ratiolab.policies import token_logprobs
 from ratiolab.policies.scoring import TokenScores
+from ratiolab.reward_model.scorer import RewardScorer, gold_metrics
 from ratiolab.rollout import Experience
 from ratiolab.types import PolicyLossInputs
 
@@ -64,8 +65,11 @@ class LMLearner:
         max_response_length: int | None = None,
         total_iterations: int | None = None,
         support: SamplingParams | None = None,
+        reward_model: RewardScorer | None = None,
     ) -> None:
         self.model = model
+        #: reward models that replace the verifier's rewards of each fresh batch (``reward.models``)
+        self.reward_model = reward_model
         self.algo = algo
         self.temperature = temperature
         #: ``sampling.logprob_support = kept``: the engine's truncation, applied to every learner forward
@@ -185,7 +189,10 @@ class LMLearner:
         for a replayed batch). An estimator that takes ``sum_pi_sq`` gets ``sum_v pi(v)^2`` per token from
         the current weights' full distribution (the policy that gives ``prox_logp`` in synchronous training;
         with an old-logit strategy's ``prox_logp``, the batch-start weights). A hook that scores batches
-        itself (the SAFE critic) does all this instead."""
+        itself (the SAFE critic) does all this instead. With reward models, the batch is first relabelled
+        with their rewards (the verifier's kept as gold; :class:`~ratiolab.reward_model.RewardScorer`)."""
+        if self.reward_model is not None:
+            self.reward_model.relabel(exp)
         for h in self.hooks:
             if (scored := h.score(exp, prox_logp, adv)) is not None:
                 return scored
@@ -301,7 +308,7 @@ class LMLearner:
                 n_steps += 1
         self.model.eval()
         self.iterations += 1
-        metrics = {k: v / n_steps for k, v in sums.items()}
+        metrics = {k: v / n_steps for k, v in sums.items()} | gold_metrics(s.exp)
         if self.algo.overlong_buffer:
             metrics["reward/overlong_penalty"] = float((self.rewards(s.exp) - s.exp.rewards).mean())
         if s.ref_logp is not None:
@@ -444,6 +451,8 @@ class LMLearner:
         }
         if self.kl_ctl is not None:
             state["kl_controller"] = self.kl_ctl.state_dict()
+        if self.reward_model is not None:
+            state["reward_model"] = self.reward_model.state_dict()
         for h in self.hooks:
             if h.state_key is not None:
                 state[h.state_key] = h.state_dict()
@@ -466,6 +475,11 @@ class LMLearner:
         elif isinstance(self.kl_ctl, AdaptiveKLController):
             raise ValueError("checkpoint lacks the adaptive KL controller's state: resume with the "
                              "algo.kl_controller that wrote it")
+        if self.reward_model is not None:
+            if "reward_model" not in state:
+                raise ValueError("checkpoint lacks the reward models' state: resume with the reward.models that "
+                                 "wrote it")
+            self.reward_model.load_state_dict(state["reward_model"])
         own = {h.state_key: h for h in self.hooks if h.state_key is not None}
         for key in sorted(set(state_keys()) | set(own)):
             if (key not in own) != (key not in state):

@@ -26,6 +26,7 @@ from ratiolab.learner.lm import LMLearner
 from ratiolab.policies import check_context, load_policy
 from ratiolab.policies.source import policy_source
 from ratiolab.report import Panel, write_report
+from ratiolab.reward_model.scorer import RewardScorer
 from ratiolab.rollout import Experience, collect
 from ratiolab.rollout.sampler import make_engine, sample_step, sampling_params
 from ratiolab.runs import RunDir, check_resume_config, default_run_dir, load_weights, rng_state, step_seed
@@ -36,7 +37,8 @@ Progress = Callable[[int, dict[str, float]], None]
 RESUME_MAY_CHANGE = ("steps", "run_dir", "threads", "async_rl.ray_address", "log")
 
 PANELS = (
-    Panel("reward and held-out accuracy", ("reward/mean", "eval/accuracy", "eval/pass1")),
+    Panel("reward and held-out accuracy", ("reward/mean", "gold_reward", "eval/accuracy", "eval/pass1")),
+    Panel("reward model minus gold reward", ("reward/gap",)),
     Panel("KL", ("approx_kl", "kl_ref/k3", "kl/k3")),
     Panel("KL coefficient", ("kl/coef",)),
     Panel("clip fractions", ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac")),
@@ -248,8 +250,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     support = SamplingParams(temperature=sc.temperature, top_p=sc.top_p, top_k=sc.top_k) if kept else None
     with torch.random.fork_rng(devices=[]):  # modules built here (SAFE's critic) start from the run's seed
         torch.manual_seed(step_seed(cfg.seed, 0, "modules"))
+        scorer = RewardScorer(cfg.reward, tok, source) if cfg.reward.models else None
         learner = LMLearner(model, cfg.algo, sc.temperature, ref_model=ref, support=support,
-                            max_response_length=max_response_length(cfg, task), total_iterations=cfg.steps)
+                            max_response_length=max_response_length(cfg, task), total_iterations=cfg.steps,
+                            reward_model=scorer)
 
     stored_cfg = to_dict(cfg) | {"policy_source": str(source)}
     if run is not None:

@@ -150,15 +150,16 @@ def pretrain(
 
 
 def save_atomically(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path, info: dict[str, object]
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path, info: dict[str, object],
+    info_name: str = "pretrain.json",
 ) -> None:
-    """``save_pretrained`` model and tokenizer (plus ``pretrain.json``) into a temp dir, then rename."""
+    """``save_pretrained`` model and tokenizer (plus ``info`` as ``info_name``) into a temp dir, then rename."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "pretrain.json").write_text(json.dumps(info, indent=2))
+        (tmp / info_name).write_text(json.dumps(info, indent=2))
         old = out_dir.with_name(f".{out_dir.name}.old")
         if out_dir.exists():
             os.replace(out_dir, old)

@@ -23,6 +23,8 @@ class Experience:
     ``uid`` numbers the batches an actor produced; ``prox_logp``/``prox_done`` hold the old
     log-probs an exact old-logit strategy recorded and which tokens have one. ``reward_components``:
     ``[B, K]`` separate rewards of a task that has them (``Task.reward_components``), next to ``rewards``.
+    ``gold_rewards``: the verifier's rewards once reward models have replaced ``rewards``
+    (``reward_model.RewardScorer``), with the scorer's ``reward_metrics``.
     """
 
     rollout: Rollout
@@ -33,6 +35,8 @@ class Experience:
     greedy_rewards: torch.Tensor | None = None
     uid: int = 0
     reward_components: torch.Tensor | None = None
+    gold_rewards: torch.Tensor | None = None
+    reward_metrics: dict[str, float] = field(default_factory=dict)
     prox_logp: torch.Tensor = field(init=False)
     prox_done: torch.Tensor = field(init=False)
 
