@@ -45,11 +45,12 @@ def main() -> None:
     out: dict[str, Any] = {"args": vars(args), "policy": str(policy)}
     with TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        (rm,) = train_reward_model(RMTrainConfig(init=str(policy), label_noise=args.noise, seed=args.seed), tmp / "rm")
+        rm_cfg = RMTrainConfig(init=str(policy), label_noise=args.noise, seed=args.seed)
+        (rm,) = train_reward_model(rm_cfg, tmp / "reward_model")
         out["rm"] = {"held_out_pair_accuracy": rm.eval_accuracy, "first_loss": rm.first_loss,
                      "final_loss": rm.final_loss, "seconds": rm.seconds}
         runs = {}
-        for name, extra in (("rm", [f"reward.models=[{tmp / 'rm'}]"]), ("verifier", [])):
+        for name, extra in (("rm", [f"reward.models=[{tmp / 'reward_model'}]"]), ("verifier", [])):
             cfg = override(TrainConfig(), [*base, f"policy.model={policy}", f"run_dir={tmp / name}", *extra])
             train(cfg, log=lambda _: None)
             runs[name] = _rows(tmp / name)

@@ -118,3 +118,10 @@ def test_held_out_pair_accuracy_beats_chance_from_a_pretrained_trunk(tmp_path: P
     assert result.final_loss < result.first_loss - 0.05
     assert result.eval_accuracy > 0.57
     assert build_policy("nano")[1].get_vocab() == load_reward_model(tmp_path / "rm")[1].get_vocab()
+
+
+def test_an_rm_folder_as_init_continues_that_rm(rm_dirs: list[Path]) -> None:
+    """PPO-M trains its calibrated RM from the base RM: ``init`` = an RM folder keeps its head too."""
+    base, _ = load_reward_model(rm_dirs[0])
+    again, _ = build_reward_model(rm_dirs[0], seed=9)
+    assert all(torch.equal(a, b) for a, b in zip(base.state_dict().values(), again.state_dict().values(), strict=True))

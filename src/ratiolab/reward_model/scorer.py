@@ -71,7 +71,7 @@ class RewardScorer:
         the response text without its confidence statement."""
         if self.calibration is not None:
             texts = [strip_confidence(t) for t in exp.rollout.texts]
-            ids, attention = encode_texts(self.tokenizer, [str(p.prompt) for p in exp.problems], texts)
+            ids, attention = encode_texts(self.tokenizer, [p.prompt for p in exp.problems], texts)  # chat prompts kept
         else:
             ids, attention, _ = exp.rollout.model_inputs()
         columns = []
