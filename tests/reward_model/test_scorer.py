@@ -193,3 +193,12 @@ def test_cli_rm_pairs_and_train(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "held-out pair accuracy" in capsys.readouterr().out and (tmp_path / "rm" / "config.json").is_file()
     assert main(["rm", "train", "--label-noise", "2", "--out", str(tmp_path / "rm2")]) == 2
     assert "label_noise" in capsys.readouterr().err and not (tmp_path / "rm2").exists()
+
+
+def test_the_asynchronous_loop_trains_on_rm_rewards(policy_dir: Path, rm_dirs: list[Path], tmp_path: Path) -> None:
+    cfg = override(TrainConfig(), [*SMALL, f"policy.model={policy_dir}", f"run_dir={tmp_path / 'run'}",
+                                   f"reward.models=[{rm_dirs[0]}]", "async_rl.enabled=true"])
+    train(cfg, log=lambda _: None)
+    rows = [r for r in RunDir.open(tmp_path / "run").metrics() if r["step"] > 0]
+    assert len(rows) == 2 and all(r["reward/gap"] == pytest.approx(r["reward/mean"] - r["gold_reward"], abs=1e-5)
+                                  for r in rows)
