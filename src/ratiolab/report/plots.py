@@ -147,19 +147,17 @@ def _finish(ax: Axes, panel: Panel, title: str, lo: float, hi: float) -> None:
     ax.grid(alpha=0.3)
 
 
-def render(runs: Mapping[str, Rows], panel: Panel, out: Path) -> tuple[float, float] | None:
-    """Render ``panel`` to ``out``: with one run, each of the panel's logged keys; with several, the panel's
-    first key any of them logged, one colour per run (legend: the run names). Returns the (min, max) of
-    the plotted points, or None (nothing written) when no run logged the panel's keys."""
-    several = len(runs) > 1
+def draw(ax: Axes, runs: Mapping[str, Rows], panel: Panel) -> tuple[float, float] | None:
+    """Draw ``panel`` on ``ax``: with one run, each of the panel's logged keys; with several, the panel's first
+    key any of them logged, one colour per run (legend: the run names). Returns the (min, max) of the
+    plotted points, or None (``ax`` untouched) when no run logged the panel's keys."""
     logged = [k for rows in runs.values() for k in panel.present(rows)]
     if not logged:
         return None
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     cmap = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
     ranges, title = [], panel.title
-    if several:
-        key = panel.keys[0] if panel.by_staleness else logged[0]
+    if len(runs) > 1:
+        key = next(k for k in panel.keys if panel.by_staleness or k in logged)
         if len(panel.keys) > 1:
             title = f"{panel.title}: {key}"
         for i, (name, rows) in enumerate(runs.items()):
@@ -174,10 +172,20 @@ def render(runs: Mapping[str, Rows], panel: Panel, out: Path) -> tuple[float, fl
     _finish(ax, panel, title, lo, hi)
     if ax.get_legend_handles_labels()[1]:
         ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
     return lo, hi
+
+
+def render(runs: Mapping[str, Rows], panel: Panel, out: Path) -> tuple[float, float] | None:
+    """:func:`draw` ``panel`` on a figure of its own, saved to ``out`` (nothing written when it returns None)."""
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    try:
+        span = draw(ax, runs, panel)
+        if span is not None:
+            fig.tight_layout()
+            fig.savefig(out)
+        return span
+    finally:
+        plt.close(fig)
 
 
 def file_name(i: int, panel: Panel) -> str:
