@@ -28,6 +28,7 @@ from ratiolab.report.glossary import Metric, metric, run_context
 
 Rows = Sequence[Mapping[str, Any]]
 FIGSIZE, DPI = (4.6, 2.8), 100
+MARGINS = {"left": 0.17, "right": 0.97, "top": 0.87, "bottom": 0.16}
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def _draw(ax: Axes, rows: Rows, panel: Panel, key: str, label: str | None, colou
 
 
 def _finish(ax: Axes, panel: Panel, title: str, lo: float, hi: float) -> None:
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, pad=12)  # room for a "1e-4" multiplier above the axis
     ax.set_xlabel(panel.xlabel, fontsize=8)
     ax.set_ylabel(panel.ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
@@ -181,7 +182,7 @@ def render(runs: Mapping[str, Rows], panel: Panel, out: Path) -> tuple[float, fl
     try:
         span = draw(ax, runs, panel)
         if span is not None:
-            fig.tight_layout()
+            fig.subplots_adjust(**MARGINS)  # fixed margins: tight_layout would double the rendering time
             fig.savefig(out)
         return span
     finally:
