@@ -88,6 +88,16 @@ def test_a_ratio_at_one_is_drawn_flat_without_an_offset() -> None:
     plt.close(fig)
 
 
+def test_tick_labels_show_the_values_themselves() -> None:
+    rows = [{"step": s, "grad_norm": 40.0 + 1e-5 * s} for s in range(12)]  # no minimum span: a tight range
+    fig, ax = plt.subplots()
+    draw(ax, {"run": rows}, Panel("g", ("grad_norm",)))
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert ax.yaxis.get_major_formatter().get_offset() == "" and all(abs(float(lb) - 40) < 1e-3 for lb in labels)
+    plt.close(fig)
+
+
 def test_a_per_staleness_panel_puts_k_on_the_x_axis() -> None:
     rows = [{"step": 1, "w_disc/abs_log_s0": 0.1, "w_disc/abs_log_s2": 0.5},
             {"step": 2, "w_disc/abs_log_s0": 0.3, "w_disc/abs_log_s1": 0.2, "w_disc/abs_log_s2": 0.7}]

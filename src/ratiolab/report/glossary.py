@@ -60,7 +60,7 @@ ROWS = (
            "and staleness grow. A p99 far beyond 1 + ε means many tokens sit on the clip.", 0.02),
     Metric(("w_disc/mean", "w_disc/min", "w_disc/max", "w_disc/p99"), "ratio π_prox / μ",
            "The training-inference mismatch at one policy version. With an fp32 engine (the default) engine and "
-           "learner compute the same probabilities up to float rounding, so w_disc is 1 within about 1e-5 and a "
+           "learner compute the same probabilities up to float rounding, so w_disc stays within a few 1e-5 of 1 and a "
            "flat line at 1 is the expected picture. A bf16 engine, or top-k/top-p with full-vocabulary learner "
            "log-probs, moves min and max away from 1.", 0.02,
            ("sampling.engine_dtype", "sampling.top_k", "sampling.top_p", "sampling.logprob_support")),
