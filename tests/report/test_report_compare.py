@@ -79,6 +79,15 @@ def test_compare_refuses_runs_of_different_kinds(tmp_path: Path, gym_run: Path,
     assert "different kinds" in capsys.readouterr().err
 
 
+def test_compare_of_gym_runs_reads_the_eval_return(tmp_path: Path, gym_run: Path) -> None:
+    res = compare_runs([gym_run], tmp_path / "cmp")
+    head, _, row = res.markdown.splitlines()
+    assert head == "| run | steps | wall s | deterministic eval return: first | final | best |"
+    cells = row.strip("| ").split(" | ")
+    assert cells[1] == "256" and float(cells[2]) > 0 and cells[3] == cells[4] == cells[5]  # one evaluation
+    assert (tmp_path / "cmp" / "plots" / file_name(0, GYM_PANELS[0])).is_file()
+
+
 def test_gym_report_keeps_gym_panels_and_lm_report_its_own(gym_run: Path, lm_runs: list[Path]) -> None:
     gym_titles = {p.title for p in GYM_PANELS}
     lm_titles = {p.title for p in LM_PANELS}
