@@ -48,6 +48,7 @@ def test_compare_overlays_every_run_in_each_panel(tmp_path: Path, lm_runs: list[
     assert lines[-1] == "| fake | 3 | 6 | 0 | 0.75 | 0.75 |"
     assert all(float(ln.split(" | ")[2]) > 0 for ln in lines[2:4])  # the real runs log time/elapsed
     assert page.count("<tr>") == 4 and "<td>fake</td>" in page
+    assert "These runs: sampling.engine_dtype = float32 (run0), bfloat16 (run1)" in page  # the w_disc caption
     assert (tmp_path / "cmp" / "summary.md").read_text() == res.markdown
 
 

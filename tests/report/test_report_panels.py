@@ -36,7 +36,7 @@ def test_each_panel_is_one_quantity_with_a_documented_unit() -> None:
 
 def test_captions_say_what_to_look_for_not_the_title() -> None:
     for panel in (*LM_PANELS, *GYM_PANELS):
-        text = caption(panel, None, 0.0, 1.0)
+        text = caption(panel, {}, 0.0, 1.0)
         assert panel.title.lower() not in text.lower()[: len(panel.title) + 5], panel.title
         assert len(panel.metric.look_for.split()) >= 8, f"{panel.title}: the caption says too little"
     looks = [r.look_for for r in ROWS]
@@ -47,8 +47,11 @@ def test_w_disc_caption_explains_the_fp32_engine_and_quotes_the_run() -> None:
     row = metric("w_disc/mean")
     assert "fp32" in row.look_for and "1e-5" in row.look_for
     cfg = {"sampling": {"engine_dtype": "float32", "top_k": 0}}
-    assert run_context(row, cfg) == "This run: sampling.engine_dtype = float32, sampling.top_k = 0."
-    assert run_context(metric("loss"), cfg) == ""
+    assert run_context(row, {"a": cfg}) == "This run: sampling.engine_dtype = float32, sampling.top_k = 0."
+    assert run_context(metric("loss"), {"a": cfg}) == ""
+    bf16 = {"sampling": {"engine_dtype": "bfloat16", "top_k": 0}}
+    assert run_context(row, {"a": cfg, "b": bf16, "c": cfg}) == (
+        "These runs: sampling.engine_dtype = float32 (a, c), bfloat16 (b), sampling.top_k = 0.")
 
 
 def _documented() -> set[str]:
@@ -123,3 +126,6 @@ def test_report_has_one_figure_per_logged_quantity(tmp_path: Path) -> None:
     assert all(c != a and a not in c for c, a in zip(captions, alts, strict=True))
     assert "This run: sampling.engine_dtype = float32." in captions[0]
     assert "range from 40 to 45" in captions[2]
+    run.log({"step": 6, "explained_variance": float("nan")})  # logged, never finite: no panel, no error
+    write_report(run, GYM_PANELS, title="t")
+    assert not list((run.path / "plots").iterdir())

@@ -91,7 +91,8 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path, title: str = "rat
     sources = "".join(f"<li>{html.escape(n)}: {html.escape(str(run.path))}</li>"
                       for n, (run, _) in zip(names, opened, strict=True))
     body = (summary + how_to_read(longest, several=True)
-            + figures(runs, panels_for(opened[0][0].config()), folder / "plots", None)
+            + figures(runs, panels_for(opened[0][0].config()), folder / "plots",
+                      {n: run.config() for n, (run, _) in zip(names, opened, strict=True)})
             + f"<details><summary>run folders</summary><ul>{sources}</ul></details>")
     atomic_write_text(folder / "summary.md", md)
     atomic_write_text(folder / "report.html", page(title, body))

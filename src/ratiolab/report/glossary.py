@@ -136,7 +136,20 @@ def _dotted(config: Mapping[str, Any], field: str) -> Any:
     return node
 
 
-def run_context(row: Metric, config: Mapping[str, Any]) -> str:
-    """``"This run: a = 1, b = x."`` for the row's config fields the run's ``config`` holds ("" for none)."""
-    found = [(f, v) for f in row.config if (v := _dotted(config, f)) is not None]
-    return ("This run: " + ", ".join(f"{f} = {v}" for f, v in found) + ".") if found else ""
+def run_context(row: Metric, configs: Mapping[str, Mapping[str, Any]]) -> str:
+    """The row's config fields as the runs (name -> config) set them: ``"This run: a = 1, b = x."`` for one
+    run; for several, ``"These runs: a = 1, b = x (r1, r2), y (r3)."`` (a field's values grouped by run where
+    they differ); "" when no run's config holds any of the fields."""
+    parts = []
+    for field in row.config:
+        values: dict[str, list[str]] = {}
+        for name, config in configs.items():
+            if (v := _dotted(config, field)) is not None:
+                values.setdefault(str(v), []).append(name)
+        if len(values) == 1 or (values and len(configs) == 1):
+            parts.append(f"{field} = {next(iter(values))}")
+        elif values:
+            parts.append(f"{field} = " + ", ".join(f"{v} ({', '.join(names)})" for v, names in values.items()))
+    if not parts:
+        return ""
+    return ("This run: " if len(configs) == 1 else "These runs: ") + ", ".join(parts) + "."

@@ -57,9 +57,9 @@ def how_to_read(n_points: int, several: bool) -> str:
 
 
 def figures(runs: Mapping[str, Rows], panels: Sequence[Panel], plot_dir: Path,
-            config: Mapping[str, Any] | None) -> str:
-    """Render every panel some run logged into ``plot_dir``; the HTML grid of figures (src relative to the
-    folder above ``plot_dir``)."""
+            configs: Mapping[str, Mapping[str, Any]]) -> str:
+    """Render every panel some run (name -> rows; ``configs``: name -> config) logged into ``plot_dir``; the
+    HTML grid of figures (src relative to the folder above ``plot_dir``)."""
     plot_dir.mkdir(exist_ok=True)
     for old in plot_dir.glob("*.png"):
         old.unlink()
@@ -68,7 +68,7 @@ def figures(runs: Mapping[str, Rows], panels: Sequence[Panel], plot_dir: Path,
         name = file_name(i, panel)
         span = render(runs, panel, plot_dir / name)
         if span is not None:
-            text = html.escape(caption(panel, config, *span))
+            text = html.escape(caption(panel, configs, *span))
             out.append(f'<figure><img src="{plot_dir.name}/{name}" alt="{html.escape(panel.title)}">'
                        f"<figcaption>{text}</figcaption></figure>")
     return '<div class="grid">' + "".join(out) + "</div>"
@@ -91,8 +91,10 @@ def write_report(
     esc = html.escape
     summary_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in summary)
     longest = max((sum(k in r for r in rows) for p in panels for k in p.keys), default=0)
+    name = run.path.name
     body = (f"<table>{summary_rows}</table>\n" + "".join(f"<p>{esc(n)}</p>" for n in notes)
-            + how_to_read(longest, several=False) + figures({run.path.name: rows}, panels, run.path / "plots", config)
+            + how_to_read(longest, several=False)
+            + figures({name: rows}, panels, run.path / "plots", {name: config})
             + f"\n<details><summary>config.yaml</summary><pre>{esc(yaml.safe_dump(config, sort_keys=False))}</pre>"
             f'</details>\n<p style="color:#888">{len(rows)} logged steps · {esc(str(run.path))}</p>')
     out = run.path / "report.html"

@@ -151,7 +151,7 @@ def _finish(ax: Axes, panel: Panel, title: str, lo: float, hi: float) -> None:
 def draw(ax: Axes, runs: Mapping[str, Rows], panel: Panel) -> tuple[float, float] | None:
     """Draw ``panel`` on ``ax``: with one run, each of the panel's logged keys; with several, the panel's first
     key any of them logged, one colour per run (legend: the run names). Returns the (min, max) of the
-    plotted points, or None (``ax`` untouched) when no run logged the panel's keys."""
+    plotted points, or None (nothing drawn) when no run logged a finite value of the panel's keys."""
     logged = [k for rows in runs.values() for k in panel.present(rows)]
     if not logged:
         return None
@@ -169,6 +169,8 @@ def draw(ax: Axes, runs: Mapping[str, Rows], panel: Panel) -> tuple[float, float
         for i, key in enumerate(keys):
             ranges.append(_draw(ax, rows, panel, key, key if len(keys) > 1 else None, cmap(i % cmap.N)))
     found = [r for r in ranges if r is not None]
+    if not found:  # logged, but never a finite value (explained variance of constant returns is NaN)
+        return None
     lo, hi = min(r[0] for r in found), max(r[1] for r in found)
     _finish(ax, panel, title, lo, hi)
     if ax.get_legend_handles_labels()[1]:
@@ -194,12 +196,11 @@ def file_name(i: int, panel: Panel) -> str:
     return f"{i:02d}-{''.join(c if c.isalnum() else '_' for c in panel.title.lower())}.png"
 
 
-def caption(panel: Panel, config: Mapping[str, Any] | None, lo: float, hi: float) -> str:
-    """The panel's caption: what to look for, the run's config fields it quotes, the logged range."""
+def caption(panel: Panel, configs: Mapping[str, Mapping[str, Any]], lo: float, hi: float) -> str:
+    """The panel's caption: what to look for, the config fields it quotes as the runs (name -> config) set
+    them, the range of the logged values."""
     parts = [panel.metric.look_for]
-    if config is not None and (ctx := run_context(panel.metric, config)):
+    if ctx := run_context(panel.metric, configs):
         parts.append(ctx)
     parts.append(f"Logged values range from {lo:.6g} to {hi:.6g}.")
     return " ".join(parts)
-
-
