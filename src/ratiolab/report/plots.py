@@ -39,7 +39,6 @@ class Panel:
     title: str
     keys: tuple[str, ...]
     x: str = "step"
-    logy: bool = False
     by_staleness: bool = False
 
     @property
@@ -133,16 +132,13 @@ def _finish(ax: Axes, panel: Panel, title: str, lo: float, hi: float) -> None:
     ax.set_xlabel(panel.xlabel, fontsize=8)
     ax.set_ylabel(panel.ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
-    if panel.logy and lo > 0:
-        ax.set_yscale("log")
-    else:
-        fmt = ScalarFormatter(useOffset=False)
-        fmt.set_powerlimits((-3, 4))
-        ax.yaxis.set_major_formatter(fmt)
-        span = panel.metric.min_span
-        if hi - lo < span:
-            mid = (hi + lo) / 2
-            ax.set_ylim(mid - span / 2, mid + span / 2)
+    fmt = ScalarFormatter(useOffset=False)
+    fmt.set_powerlimits((-3, 4))
+    ax.yaxis.set_major_formatter(fmt)
+    span = panel.metric.min_span
+    if hi - lo < span:
+        mid = (hi + lo) / 2
+        ax.set_ylim(mid - span / 2, mid + span / 2)
     if panel.by_staleness:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
