@@ -205,7 +205,7 @@ def test_report_of_an_unfinished_run_uses_its_kind(tmp_path: Path) -> None:
         run.log({"step": step, "reward/mean": 0.1 * step, "eval/accuracy": 0.5})
     assert main(["report", str(run.path)]) == 0
     page = (run.path / "report.html").read_text()
-    assert "reward and held-out accuracy" in page and "last logged step</th><td>2<" in page
+    assert "alt=\"Training reward\"" in page and "last logged step</th><td>2<" in page
 
 
 # (i) license and typing marker ------------------------------------------------------------------------------

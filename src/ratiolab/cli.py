@@ -344,18 +344,28 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from ratiolab.gym.train import PANELS as GYM_PANELS
-    from ratiolab.learner.train import PANELS as LM_PANELS
-    from ratiolab.report import rewrite_report
+    from ratiolab.report import panels_for, rewrite_report
     from ratiolab.runs import RunDir
 
     run = RunDir.open(args.run)
-    panels = GYM_PANELS if "env_id" in run.config() else LM_PANELS  # the kind of run: a gym config has env_id
     try:
-        out = rewrite_report(run, panels, title=f"ratiolab run {run.path.name}")
+        out = rewrite_report(run, panels_for(run.config()), title=f"ratiolab run {run.path.name}")
     except ValueError as err:
         raise ConfigError(str(err)) from err
     console.print(f"report: {out}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from ratiolab.report import compare_runs
+    from ratiolab.runs import default_run_dir
+
+    try:
+        res = compare_runs(args.runs, args.out or default_run_dir("compare"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    console.print(res.markdown, end="", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"report: {res.report}")
     return 0
 
 
@@ -502,6 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("report", help="(re)write report.html of a run directory")
     p.add_argument("run")
     p.set_defaults(fn=_cmd_report)
+
+    p = add("compare", help="overlay several runs of one kind per panel, with a summary table")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--out", help="output folder (default: a new runs/compare-<time>)")
+    p.set_defaults(fn=_cmd_compare)
 
     p = add("export", help="the latest intact checkpoint of a language-model run as a plain Hugging Face folder")
     p.add_argument("run", help="run directory")

@@ -53,6 +53,8 @@ def test_resume_continues_bit_for_bit(tmp_path: Path, cache_dir: Path) -> None:
     b = load_file(str(res_resumed.run_dir / "checkpoints" / "step-00000004" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["step"] for r in RunDir.open(res_resumed.run_dir).metrics()] == [0, 1, 2, 3, 4]
+    elapsed = [r["time/elapsed"] for r in RunDir.open(res_resumed.run_dir).metrics()]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0  # the resumed run continues the clock
     assert (res_full.run_dir / "report.html").is_file() and any((res_full.run_dir / "plots").iterdir())
 
 
