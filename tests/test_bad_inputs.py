@@ -148,6 +148,17 @@ CASES: list[tuple[str, list[str], str]] = [
     ("pretrain-steps-flag", ["pretrain", "--steps", "0"], r"steps = 0 must be a positive integer"),
     ("pretrain-lr-flag", ["pretrain", "--lr", "nan"], r"lr = nan is not a finite number"),
     ("pretrain-task", ["pretrain", "--task", "nosuch"], r"unknown task 'nosuch'"),
+    ("pretrain-model-missing", ["pretrain", "--model", "{f}/nothing"], r"model folder '.*nothing' does not exist"),
+    ("pretrain-model-no-config", ["pretrain", "--model", "{f}/no_config"],
+     r"no_config has no config\.json \(the model config\)"),
+    ("pretrain-model-unknown-type", ["pretrain", "--model", "{f}/unknown_type"],
+     r"the model in .*unknown_type does not load"),
+    ("pretrain-model-truncated", ["pretrain", "--model", "{f}/truncated"],
+     r"truncated/model\.safetensors is truncated or damaged"),
+    ("pretrain-model-no-tokenizer", ["pretrain", "--model", "{f}/no_tokenizer"],
+     r"no_tokenizer has no tokenizer files"),
+    ("pretrain-model-context", ["pretrain", "--model", "{f}/short_context", "--steps", "1"],
+     r"task arithmetic: a demonstration of \d+ tokens \(prompt, completion, EOS\) exceeds the model's context of 4"),
     ("sweep-staleness", ["sweep", "--staleness", "0,two", "--out", "sweep"], r"--staleness '0,two': give comma-"),
     ("sweep-workers", ["sweep", "--workers", "0", "--out", "sweep"], r"sweep workers = 0 must be >= 1"),
     ("sweep-objective", ["sweep", "--objectives", "ppo,nosuch", "--out", "sweep"], r"unknown objective 'nosuch'"),
@@ -227,6 +238,10 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (f / "no_weights" / "model.safetensors").unlink()
     (f / "garbage_bin" / "model.safetensors").unlink()
     (f / "garbage_bin" / "pytorch_model.bin").write_bytes(b"not a pickle")
+    short, _ = build_policy("nano", seed=0)
+    short.config.max_position_embeddings = 4
+    short.save_pretrained(f / "short_context")
+    tok.save_pretrained(f / "short_context")
     model.resize_token_embeddings(50)
     model.save_pretrained(f / "small_vocab")
     tok.save_pretrained(f / "small_vocab")

@@ -288,13 +288,16 @@ def _task(args: argparse.Namespace) -> Any:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from ratiolab.policies.pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(task=args.task, preset=args.preset, steps=args.steps, lr=args.lr, seed=args.seed)
+    cfg = PretrainConfig(task=args.task, preset=args.preset, steps=args.steps, lr=args.lr, seed=args.seed,
+                         model=args.model)
     cfg.validate()
     task = _task(args)
-    out = Path(args.out or f".cache/ratiolab/pretrained/{args.task}-{args.preset}-cli")
+    start = args.preset if args.model is None else Path(args.model).name
+    out = Path(args.out or f".cache/ratiolab/pretrained/{args.task}-{start}-cli")
     with pretrain_progress(cfg.steps) as step:
         result = pretrain(task, out, cfg, progress=step)
-    console.print(f"saved {result.n_params:,}-parameter {args.preset} policy to {result.out_dir} "
+    what = f"{args.preset} policy" if args.model is None else f"policy (from {args.model})"
+    console.print(f"saved {result.n_params:,}-parameter {what} to {result.out_dir} "
                   f"in {result.seconds:.1f} s (final loss {result.final_loss:.3f})")
     return 0
 
@@ -477,7 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="arithmetic", help="registered task (ratiolab list tasks)")
     p.add_argument("--level", type=int, help="arithmetic level (short for --set task.params.level=N)")
     _task_flags(p)
-    p.add_argument("--preset", default="tiny", help="model size preset")
+    p.add_argument("--preset", default="tiny", help="model size preset of a fresh policy")
+    p.add_argument("--model", help="local Hugging Face causal-LM folder (save_pretrained: model and tokenizer) to "
+                   "pre-train from instead of a fresh --preset policy")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--seed", type=int, default=0, help="initialisation and problem seed")

@@ -56,9 +56,13 @@ class SamplingConfig:
     ``engine_dtype`` bfloat16 gives the engine bf16-rounded weights, a real training-inference
     mismatch (``w_disc != 1`` at staleness 0); ``engine_compute`` float32 computes with them in
     fp32 (this CPU has no bf16 units: native bf16 is 3-4x slower, ``benchmarks/bench_sampler.py``).
-    ``backend``: ``auto`` (the fused decode loop for Llama models), ``fused``, ``compiled`` (``fused``
+    ``backend``: ``auto`` (the fused decode loop where the family has one), ``fused``, ``compiled`` (``fused``
     with a ``torch.compile``d decode step: faster steps after tens of seconds of compilation, paid
-    twice), ``loop`` (any HF causal LM) or ``generate`` (HF ``generate``; no mid-generation weight swaps).
+    twice), ``loop`` (any HF causal LM: its own forward with a KV cache) or ``generate`` (HF ``generate``;
+    no mid-generation weight swaps). Families: Llama and Qwen2 with full attention run the fused sampler;
+    GPT-2 (and Qwen2 with a sliding window, or any other family) falls back to ``loop``; a model whose forward
+    takes no ``position_ids`` (Bloom's ALiBi) falls back to ``generate``. Each fallback logs one line
+    (docs/models-and-data.md).
 
     ``logprob_support``: the support the learner scores ``logp``/``prox_logp``/``ref_logp`` on. The engine's
     ``behav_logp`` is always the log-prob of the distribution sampled from (temperature, top-k, top-p,
