@@ -144,6 +144,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("eval-context", [*EVAL, "--max-new-tokens", "600"], r"a prompt of \d+ tokens \+ max_new_tokens = 600 exceeds"),
     ("eval-task", [*EVAL, "--task", "nosuch"], r"--task 'nosuch' / task.params \{\}: unknown task 'nosuch'"),
     ("eval-level", [*EVAL, "--level", "99"], r"--task 'arithmetic' / task.params \{'level': 99\}: .*level"),
+    ("lm-preset", [*LM, "--preset", "nosuch"], r"--preset 'nosuch' is not a language-model preset; valid presets: "
+     r"\['ppo-max'\] \(classic-control presets need --env\)"),
     ("pretrain-preset", ["pretrain", "--preset", "huge"], r"preset = 'huge' is not one of \['tiny'"),
     ("pretrain-steps-flag", ["pretrain", "--steps", "0"], r"steps = 0 must be a positive integer"),
     ("pretrain-lr-flag", ["pretrain", "--lr", "nan"], r"lr = nan is not a finite number"),

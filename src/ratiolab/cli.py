@@ -135,6 +135,10 @@ def _train_config(args: argparse.Namespace) -> Any:
         cfg = _stored_config(TrainConfig, args)
     else:
         cfg = load_yaml(TrainConfig, args.config) if args.config else TrainConfig()
+        if getattr(args, "preset", None):  # a language-model preset: its assignments onto the config
+            from ratiolab.config.presets import preset
+
+            cfg = preset(args.preset, cfg)
     task = getattr(args, "task", None)
     # another task starts from its own defaults: the config's task.params belong to its task
     sets = [f"task.name={json.dumps(task)}", "task.params={}"] if task not in (None, cfg.task.name) else []
@@ -455,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="gymnasium environment id: train the classic-control track")
     p.add_argument("--algo", help="classic-control algorithm (with --env; default ppo): ppo, mdpo, bpo, props, "
                    "pdppo, pqn, mdpo_off")
-    p.add_argument("--preset", help="classic-control preset (with --env), e.g. cartpole-ppo-zoo, cartpole-pqn")
+    p.add_argument("--preset", help="a recipe: the language-model ppo-max (PPO-max, arXiv 2307.04964), or a "
+                   "classic-control preset with --env, e.g. cartpole-ppo-zoo, cartpole-pqn")
     p.add_argument("--log", help=LOG_HELP)
     p.set_defaults(fn=_cmd_train)
 
@@ -511,7 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_export)
 
     p = add("config", help="print the full training config as YAML (what --config FILE accepts)")
-    p.add_argument("--show", action="store_true", help="print the config: the defaults, or --config/--set applied")
+    p.add_argument("--show", action="store_true", help="print the config: the defaults, or --config/--preset/--set "
+                   "applied")
+    p.add_argument("--preset", help="a language-model preset applied before --set, e.g. ppo-max")
     _config_flags(p)
     p.set_defaults(fn=_cmd_config)
 

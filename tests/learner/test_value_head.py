@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from ratiolab.advantages import compute
+from ratiolab.cli import main
 from ratiolab.config import override
+from ratiolab.config.presets import preset
 from ratiolab.learner import TrainConfig, train
 from ratiolab.learner.critic import RewardNormalizer
 from ratiolab.learner.lm import LMLearner
@@ -217,3 +220,34 @@ def test_train_runs_ppo_with_gae_and_resumes_the_value_head(tmp_path: Path) -> N
     assert all(torch.equal(a[k], b[k]) for k in a)
     again = [r for r in RunDir.open(resumed.run_dir).metrics() if r["step"] > 2]
     assert [r["value/loss"] for r in again] == [r["value/loss"] for r in rows[2:]]
+
+
+def test_ppo_max_preset_sets_every_ingredient(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/methods/rlhf.md §8, one field per ingredient; ``--set`` after ``--preset`` overrides it."""
+    cfg = preset("ppo-max")
+    cfg.validate()
+    a, v, sp = cfg.algo, cfg.algo.value, cfg.sampling
+    assert (v.reward_scaling, v.reward_norm, v.reward_clip) == (True, False, 0.0)  # 1, 2
+    assert (a.kl_placement, a.kl_coef) == ("reward_token", 0.01)  # 3
+    assert (a.advantage, a.advantage_params) == ("gae", {"gamma": 1.0, "lam": 0.95})  # 4
+    assert v.model == "separate"  # 5
+    assert (v.value_clip, v.value_coef) == (0.2, 1.0)  # 6
+    assert a.objective == "ppo" and a.objective_params == {"clip_low": 0.2, "clip_high": 0.2,
+                                                           "aggregation": "token-mean"}  # 7
+    assert (a.grad_clip, v.grad_clip) == (1.0, 1.0)  # 8
+    assert (a.samples_per_prompt, a.prompts_per_step, a.minibatches) == (1, 28, 2)  # 9
+    assert (v.whiten, v.adv_clip, a.entropy_coef) == (False, 0.0, 0.0)  # 10
+    assert (a.adam_beta2, a.adam_eps, v.lr, sp.temperature, sp.top_p) == (0.95, 1e-6, 3e-4, 0.8, 0.9)  # 11
+    assert main(["config", "--show", "--preset", "ppo-max", "--set", "algo.value.whiten=true"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["algo"]["value"]["whiten"] is True and shown["algo"]["value"]["reward_scaling"] is True
+
+
+def test_ppo_max_preset_trains(tmp_path: Path) -> None:
+    """The preset runs as configured (separate critic, reward scaling, token KL against the reference)."""
+    small = [s for s in SMALL if not s.startswith(("algo.objective", "algo.advantage", "algo.samples_per_prompt"))]
+    cfg = override(preset("ppo-max"), [*small, "algo.samples_per_prompt=1", f"policy.cache_dir={tmp_path / 'c'}",
+                                       f"run_dir={tmp_path / 'run'}", "steps=2"])
+    rows = [r for r in RunDir.open(train(cfg, log=lambda _: None).run_dir).metrics() if r["step"] > 0]
+    assert len(rows) == 2 and all(r["value/loss"] > 0 and r["reward/running_std"] > 0 for r in rows)
+    assert rows[-1]["kl/coef"] == 0.01
