@@ -32,10 +32,14 @@ from transformers import (
 
 from ratiolab import tasks
 from ratiolab.cli import main
+from ratiolab.config import override
 from ratiolab.engines import HFEngine, SamplingParams, hf_engine
 from ratiolab.engines.decoders import CompiledLlamaDecoder, FusedLlamaDecoder, HFDecoder
+from ratiolab.learner import TrainConfig
+from ratiolab.learner.lm import LMLearner
 from ratiolab.policies import load_policy, token_logprobs
 from ratiolab.policies.pretrain import completion_loss, demonstration_batch
+from ratiolab.rollout import collect
 
 FAMILIES = ("gpt2", "llama", "qwen2")
 CHAT = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
@@ -335,3 +339,21 @@ def test_pretrain_chat_prompts_need_a_chat_template(tmp_path: Path, folders: dic
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("error: task jsonl: a chat prompt"), errors
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("trunk", ["shared", "separate"])
+def test_value_head_trains_on_every_family(family: str, trunk: str, folders: dict[str, Path]) -> None:
+    """``ppo`` + ``gae``: the value head reads each family's final hidden states (its own trunk: the family's base
+    model), and its loss on a fixed batch falls."""
+    model, tok = load_policy(folders[family])
+    task = tasks.get("jsonl", path=folders["data"], question="q", answer="a")
+    exp = collect(HFEngine(model, tok, dtype=torch.float32), task, task.sample(4, "train"), 2,
+                  SamplingParams(max_new_tokens=5), seed=0)
+    exp.rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    algo = override(TrainConfig(), ["algo.objective=ppo", "algo.advantage=gae", "algo.samples_per_prompt=2",
+                                    "algo.minibatches=1", "algo.lr=3e-3", "algo.warmup_steps=0",
+                                    f"algo.value.model={trunk}", "algo.value.target_lam=1.0"]).algo
+    learner = LMLearner(model, algo, temperature=1.0)
+    losses = [learner.update(learner.score(exp), torch.Generator().manual_seed(k))["value/loss"] for k in range(10)]
+    assert losses[-1] < 0.6 * losses[0], losses

@@ -145,6 +145,7 @@ class ValueHeadHook(LearnerHook):
         prox = current if prox_logp is None else prox_logp
         ref = lrn.logprobs(lrn.ref_model, exp) if lrn.ref_model is not None else None
         s = Scored(exp, input_ids, attention, start, mask, prox, ref, torch.zeros_like(mask))
+        self.net.eval()  # as the policy scores: no dropout in V_old (a separate GPT-2 trunk has some)
         with torch.no_grad():
             old_v = self.net(self._states(s, slice(None))) * mask
         self.hidden = None
@@ -178,6 +179,11 @@ class ValueHeadHook(LearnerHook):
         if c.adv_clip > 0:
             adv = adv.clamp(-c.adv_clip, c.adv_clip) * mask
         return adv.detach(), target.detach()
+
+    def before_update(self, s: Scored) -> Scored:
+        """The value model trains in the mode the policy trains in (``train``)."""
+        self.net.train()
+        return s
 
     def loss_pass(self) -> LastHidden:
         """Records the hidden states of the loss passes' forwards (the shared head's input)."""
