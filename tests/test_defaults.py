@@ -228,7 +228,8 @@ def test_set_reaches_nested_dict_parameters() -> None:
         override(cfg, ["task.params.level.x=1"])
     with pytest.raises(ConfigError, match=r"algo\.lr is not a config section"):
         override(cfg, ["algo.lr.x=1"])
-    with pytest.raises(ConfigError, match=r"algo\.nope is not a config section; valid keys here: \['advantage'"):
+    with pytest.raises(ConfigError, match=r"algo\.nope is not a config section; valid keys here: \['adam_beta2', "
+                       r"'adam_eps', 'advantage'"):
         override(cfg, ["algo.nope.x=1"])
 
 

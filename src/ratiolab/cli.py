@@ -138,6 +138,10 @@ def _train_config(args: argparse.Namespace) -> Any:
         cfg = _stored_config(TrainConfig, args)
     else:
         cfg = load_yaml(TrainConfig, args.config) if args.config else TrainConfig()
+        if getattr(args, "preset", None):  # a language-model preset: its assignments onto the config
+            from ratiolab.config.presets import preset
+
+            cfg = preset(args.preset, cfg)
     task = getattr(args, "task", None)
     # another task starts from its own defaults: the config's task.params belong to its task
     sets = [f"task.name={json.dumps(task)}", "task.params={}"] if task not in (None, cfg.task.name) else []
@@ -291,13 +295,16 @@ def _task(args: argparse.Namespace) -> Any:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from ratiolab.policies.pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(task=args.task, preset=args.preset, steps=args.steps, lr=args.lr, seed=args.seed)
+    cfg = PretrainConfig(task=args.task, preset=args.preset, steps=args.steps, lr=args.lr, seed=args.seed,
+                         model=args.model)
     cfg.validate()
     task = _task(args)
-    out = Path(args.out or f".cache/ratiolab/pretrained/{args.task}-{args.preset}-cli")
+    start = args.preset if args.model is None else Path(args.model).name
+    out = Path(args.out or f".cache/ratiolab/pretrained/{args.task}-{start}-cli")
     with pretrain_progress(cfg.steps) as step:
         result = pretrain(task, out, cfg, progress=step)
-    console.print(f"saved {result.n_params:,}-parameter {args.preset} policy to {result.out_dir} "
+    what = f"{args.preset} policy" if args.model is None else f"policy (from {args.model})"
+    console.print(f"saved {result.n_params:,}-parameter {what} to {result.out_dir} "
                   f"in {result.seconds:.1f} s (final loss {result.final_loss:.3f})")
     return 0
 
@@ -465,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="gymnasium environment id: train the classic-control track")
     p.add_argument("--algo", help="classic-control algorithm (with --env; default ppo): ppo, mdpo, bpo, props, "
                    "pdppo, pqn, mdpo_off")
-    p.add_argument("--preset", help="classic-control preset (with --env), e.g. cartpole-ppo-zoo, cartpole-pqn")
+    p.add_argument("--preset", help="a recipe: the language-model ppo-max (PPO-max, arXiv 2307.04964), or a "
+                   "classic-control preset with --env, e.g. cartpole-ppo-zoo, cartpole-pqn")
     p.add_argument("--log", help=LOG_HELP)
     p.set_defaults(fn=_cmd_train)
 
@@ -490,7 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="arithmetic", help="registered task (ratiolab list tasks)")
     p.add_argument("--level", type=int, help="arithmetic level (short for --set task.params.level=N)")
     _task_flags(p)
-    p.add_argument("--preset", default="tiny", help="model size preset")
+    p.add_argument("--preset", default="tiny", help="model size preset of a fresh policy")
+    p.add_argument("--model", help="local Hugging Face causal-LM folder (save_pretrained: model and tokenizer) to "
+                   "pre-train from instead of a fresh --preset policy")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--seed", type=int, default=0, help="initialisation and problem seed")
@@ -524,7 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=_cmd_export)
 
     p = add("config", help="print the full training config as YAML (what --config FILE accepts)")
-    p.add_argument("--show", action="store_true", help="print the config: the defaults, or --config/--set applied")
+    p.add_argument("--show", action="store_true", help="print the config: the defaults, or --config/--preset/--set "
+                   "applied")
+    p.add_argument("--preset", help="a language-model preset applied before --set, e.g. ppo-max")
     _config_flags(p)
     p.set_defaults(fn=_cmd_config)
 

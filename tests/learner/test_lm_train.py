@@ -114,7 +114,8 @@ def test_raising_verifier_scores_zero_and_is_counted() -> None:
         (["algo.kl_coef=0.1"], "set both"),
         (["algo.kl_placement=reward_token", "algo.kl_coef=0.1"], "needs a token-level advantage"),
         (["steps=0"], "steps = 0 must be a positive integer"),
-        (["algo.advantage=gae"], "needs a value head"),
+        (["algo.value.value_clip=0"], r"algo\.value\.value_clip = 0\.0 must be in \(0, inf\) \(or null: none\)"),
+        (["algo.value.reward_norm=true"], "set algo.value.reward_scaling=true"),
     ],
 )
 def test_bad_config_fails_before_any_file_is_written(tmp_path: Path, sets: list[str], match: str) -> None:
