@@ -3,35 +3,34 @@
     OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/bench_trl.py --seeds 3 --steps 250 \
         --eval-every 10 --eval-size 500 --gain 0.15 [--ratiolab-set async_rl.old_logits=behavior]
 
-Both sides start from the same pre-trained ratiolab policy folder (``policy_source`` of the demo configuration
-at ``--policy-seed``, for every seed: arithmetic level 3 ``+-``, tiny preset; ``--set`` overrides it for both),
-loaded with ``from_pretrained``, with its character tokenizer, and both use the task's exact verifier as the
-reward. One RL step of either samples ``prompts_per_step x samples_per_prompt`` completions of at most ``max_new_tokens``
-tokens (temperature 1, full vocabulary) and makes ``minibatches`` AdamW steps (one epoch, grad clip) on the
-group-scaled advantages with the clipped ratio (eps 0.2), seq-mean-token-mean, no KL. Settings made equal,
-not just alike: TRL gets ratiolab's own optimiser and schedule (``make_optimizer``: weight decay on every
-parameter, warm-up from ``lr / warmup`` at the first step; the HF Trainer would start at 0 and skip decay on
-biases and norms), and ratiolab's advantage takes TRL's ``std + 1e-4``. TRL: ``generation_batch_size =
-prompts x samples``, ``per_device_train_batch_size = that / minibatches``, ``steps_per_generation =
-minibatches``, ``loss_type="grpo"``, ``scale_rewards="group"``, ``beta=0``, fp32. ``--ratiolab-set`` adds
-overrides to ratiolab's side only (its system options, e.g. ``async_rl.old_logits=behavior``, which takes the
-fp32 engine's log-probs as the old ones and skips the scoring forward that TRL runs).
+Both sides start from the same pre-trained ratiolab policy folder (``policy_source`` of the demo configuration at
+``--policy-seed``, for every seed: arithmetic level 3 ``+-``, tiny preset; ``--set`` overrides it for both), loaded
+with ``from_pretrained``, with its character tokenizer, and both use the task's exact verifier as the reward. One RL
+step of either samples ``prompts_per_step x samples_per_prompt`` completions of at most ``max_new_tokens`` tokens
+(temperature 1, full vocabulary) and makes ``minibatches`` AdamW steps (one epoch, grad clip) on the group-scaled
+advantages with the clipped ratio (eps 0.2), seq-mean-token-mean, no KL. Settings made equal, not just alike: TRL
+gets ratiolab's own optimiser and schedule (``make_optimizer``: weight decay on every parameter, warm-up from ``lr /
+warmup`` at the first step; the HF Trainer would start at 0 and skip decay on biases and norms), and ratiolab's
+advantage takes TRL's ``std + 1e-4``. TRL: ``generation_batch_size = prompts x samples``,
+``per_device_train_batch_size = that / minibatches``, ``steps_per_generation = minibatches``, ``loss_type="grpo"``,
+``scale_rewards="group"``, ``beta=0``, fp32. ``--ratiolab-set`` adds overrides to ratiolab's side only (its system
+options, e.g. ``async_rl.old_logits=behavior``, which takes the fp32 engine's log-probs as the old ones and skips
+the scoring forward that TRL runs).
 
 For each seed the two sides run one after the other in the same process, the order alternating with the seed.
-Held-out greedy accuracy (ratiolab's ``evaluate`` on ``--eval-size`` test problems, the same ones for both
-sides) is measured every ``--eval-every`` RL steps; the target is ``base + --gain`` (or ``--target``), the
-base being the seed's pre-trained policy. Time to target is counted on two clocks, both excluding
-evaluation: wall seconds (``perf_counter``) and the process's CPU seconds (``process_time``, robust to other
-jobs on a shared machine). A side stops at the evaluation that first reaches the target (``--full`` runs
-all ``--steps``). Reported: per seed and side the steps, wall and CPU seconds to target, the median step
-time and ratiolab's step split; the medians over seeds and their ratio ratiolab / TRL (goal <= 0.5).
+Held-out greedy accuracy (ratiolab's ``evaluate`` on ``--eval-size`` test problems, the same ones for both sides) is
+measured every ``--eval-every`` RL steps; the target is ``base + --gain`` (or ``--target``), the base being the
+seed's pre-trained policy. Time to target is counted on two clocks, both excluding evaluation: wall seconds
+(``perf_counter``) and the process's CPU seconds (``process_time``, robust to other jobs on a shared machine). A
+side stops at the evaluation that first reaches the target (``--full`` runs all ``--steps``). Reported: per seed and
+side the steps, wall and CPU seconds to target, the median step time and ratiolab's step split; the medians over
+seeds and their ratio ratiolab / TRL (goal <= 0.5).
 
 The FLOP ceiling: the matmul FLOPs of one ratiolab training step (generation, scoring, update; counted by
-``torch.utils.flop_counter`` on a real batch), divided by the thread count times the best fp32 GEMM rate one
-core reaches (on the CPU clock, at the model's shapes and at 1024^3): the shortest time any implementation of
-this step could take on these cores. TRL's step does the same matmuls (it too scores the old log-probs).
-Writes benchmarks/results/trl.json.
-"""
+``torch.utils.flop_counter`` on a real batch), divided by the thread count times the best fp32 GEMM rate one core
+reaches (on the CPU clock, at the model's shapes and at 1024^3): the shortest time any implementation of this step
+could take on these cores. TRL's step does the same matmuls (it too scores the old log-probs). Writes
+benchmarks/results/trl.json."""
 
 from __future__ import annotations
 
