@@ -107,10 +107,6 @@ class Curve:
         last = (sum(w for w, _ in self.step_seconds), sum(c for _, c in self.step_seconds))
         self.step_seconds.append((wall - last[0], cpu - last[1]))
 
-    def reached(self, target: float) -> tuple[int, float, float] | None:
-        """The first evaluation at or above ``target``: ``(step, wall seconds, cpu seconds)``."""
-        return next(((st, w, c) for st, w, c, acc in self.evals if st > 0 and acc >= target), None)
-
 
 def run_ratiolab(cfg: TrainConfig, target: float, stop: bool) -> Curve:
     """``train`` itself; its ``evaluate`` is timed out of the clock, which starts when the base evaluation ends."""
@@ -129,7 +125,7 @@ def run_ratiolab(cfg: TrainConfig, target: float, stop: bool) -> Curve:
         if step % cfg.eval_every == 0 or step == cfg.steps:
             wall, cpu = clock.now()
             curve.evals.append((step, wall, cpu, values["accuracy"]))
-            if stop and values["accuracy"] >= target:
+            if stop and values["accuracy"] >= target - 1e-6:
                 raise Reached
 
     module.evaluate = timed  # type: ignore[attr-defined]
@@ -168,7 +164,7 @@ class EvalClock(TrainerCallback):
             acc = self.clock.timed_eval(evaluate, kwargs["model"], self.tok, self.cfg)["eval/accuracy"]
             wall, cpu = self.clock.now()
             self.curve.evals.append((step, wall, cpu, acc))
-            if self.stop and acc >= self.target:
+            if self.stop and acc >= self.target - 1e-6:
                 control.should_training_stop = True
 
 
@@ -272,6 +268,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--eval-size", type=int, default=500)
     ap.add_argument("--gain", type=float, default=0.15, help="target = the seed's base accuracy + gain")
+    ap.add_argument("--report-gains", type=float, nargs="*", default=[0.05, 0.1],
+                    help="smaller gains also reported, from the same curves (a run stops only at --gain)")
     ap.add_argument("--target", type=float, help="an absolute held-out accuracy to reach instead")
     ap.add_argument("--policy-seed", type=int, default=0, help="seed of the pre-trained policy all seeds start from")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of each side")
@@ -280,8 +278,16 @@ def main() -> None:
                     help="override of the demo's TrainConfig for both sides, e.g. algo.lr=1e-3")
     ap.add_argument("--ratiolab-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override for ratiolab's side only, e.g. async_rl.old_logits=behavior")
+    ap.add_argument("--from-json", type=Path, help="re-print the report of an earlier run's JSON (no training)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "trl.json")
     args = ap.parse_args()
+    gains = sorted({*[g for g in args.report_gains if g < args.gain], args.gain})
+    if args.from_json is not None:
+        old = json.loads(args.from_json.read_text())
+        settings = {k: v for k, v in old.items() if k not in ("step_median", "ratiolab_split", "to_target",
+                                                               "flop_ceiling", "seeds")}
+        report(settings | {"gains": gains}, old["seeds"], old["flop_ceiling"], gains, args.out)
+        return
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
     base_cfg = override(TrainConfig(), [*DEMO_SETTINGS, *EQUAL, f"threads={args.threads}",
@@ -297,64 +303,108 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-trl-") as tmp:
         for seed in range(args.seeds):
             cfg = override(base_cfg, [f"seed={seed}"])
-            base = evaluate(load_policy(source)[0].eval(), load_policy(source)[1], cfg)["eval/accuracy"]
+            model, tok = load_policy(source)
+            base = evaluate(model.eval(), tok, cfg)["eval/accuracy"]
             target = args.target if args.target is not None else base + args.gain
             rl_cfg = override(cfg, [*args.ratiolab_set, f"run_dir={tmp}/ratiolab-{seed}"])
             order = ("ratiolab", "trl") if seed % 2 == 0 else ("trl", "ratiolab")
-            curves: dict[str, Curve] = {}
+            row: dict[str, Any] = {"seed": seed, "base": base, "order": order}
             for side in order:
                 t0 = time.perf_counter()
-                curves[side] = (run_ratiolab(rl_cfg, target, not args.full) if side == "ratiolab" else
-                                run_trl(cfg, source, base, f"{tmp}/trl-{seed}", target, not args.full))
-                print(f"seed {seed} {side}: {time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.2f}",
-                      flush=True)
-            if seed == 0:
-                ceiling = flop_ceiling(replace(rl_cfg, run_dir=f"{tmp}/ceiling"), source)
-            row: dict[str, Any] = {"seed": seed, "base": base, "target": target, "order": order}
-            for side, curve in curves.items():
-                hit = curve.reached(target)
+                curve = (run_ratiolab(rl_cfg, target, not args.full) if side == "ratiolab" else
+                         run_trl(cfg, source, base, f"{tmp}/trl-{seed}", target, not args.full))
                 row[side] = {
-                    "steps_to_target": hit and hit[0], "wall_to_target": hit and hit[1],
-                    "cpu_to_target": hit and hit[2],
                     "step_wall": statistics.median(w for w, _ in curve.step_seconds),
                     "step_cpu": statistics.median(c for _, c in curve.step_seconds),
                     "mean_length": curve.mean_length, "split": curve.split, "evals": curve.evals,
                     "step_seconds": curve.step_seconds,
                 }
+                hit = time_to([list(e) for e in curve.evals], target)
+                print(f"seed {seed} {side}: {time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.2f}, base "
+                      f"{base:.1%}, target {target:.1%}: " + (f"step {hit[0]}, {hit[1]:.1f} s wall, {hit[2]:.1f} s cpu"
+                                                              if hit else "not reached"), flush=True)
+            if seed == 0:
+                ceiling = flop_ceiling(replace(rl_cfg, run_dir=f"{tmp}/ceiling"), source)
             seeds.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k not in ("ratiolab", "trl")}), flush=True)
-    report(args, base_cfg, seeds, ceiling, load_start, source)
+    a = base_cfg.algo
+    settings = {
+        "description": f"{base_cfg.task.name} {base_cfg.task.params}; {a.prompts_per_step} prompts x "
+                       f"{a.samples_per_prompt} samples, <= {base_cfg.sampling.max_new_tokens} tokens, {a.minibatches} "
+                       f"minibatches, lr {a.lr} (warm-up {a.warmup_steps}); {args.threads} thread(s) per side; eval "
+                       f"on {base_cfg.eval_size} problems every {base_cfg.eval_every} steps, at most {steps} steps; "
+                       f"ratiolab-only: {args.ratiolab_set or 'none'}; load {load_start[0]:.2f} -> "
+                       f"{os.getloadavg()[0]:.2f}",
+        "trl_version": version("trl"), "torch_version": torch.__version__, "steps": steps,
+        "eval_every": base_cfg.eval_every, "eval_size": base_cfg.eval_size, "gain": args.gain, "gains": gains,
+        "target": args.target, "threads": args.threads, "policy": str(source), "policy_seed": args.policy_seed,
+        "overrides": args.set, "ratiolab_overrides": args.ratiolab_set, "stop_at_target": not args.full,
+        "load_avg": [load_start[0], os.getloadavg()[0]],
+    }
+    report(settings, seeds, ceiling, gains, args.out)
 
 
-def report(args: argparse.Namespace, cfg: TrainConfig, seeds: list[dict[str, Any]], ceiling: dict[str, Any],
-           load_start: tuple[float, float, float], source: Path) -> None:
-    a = cfg.algo
-    print(f"{cfg.task.name} {cfg.task.params}; {a.prompts_per_step} prompts x {a.samples_per_prompt} samples, "
-          f"<= {cfg.sampling.max_new_tokens} tokens, {a.minibatches} minibatches, lr {a.lr} "
-          f"(warm-up {a.warmup_steps}); {args.threads} thread(s) per side; eval on {cfg.eval_size} problems; "
-          f"ratiolab-only: {args.ratiolab_set or 'none'}; load {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}")
-    print(f"{'seed':>4} {'side':<9}{'base':>6}{'target':>7}{'steps':>6}{'wall s':>8}{'cpu s':>8}{'s/step':>8}"
-          f"{'cpu/step':>9}")
-    summary: dict[str, Any] = {}
+def time_to(evals: list[list[float]], target: float) -> tuple[int, float, float] | None:
+    """The first evaluation after step 0 at or above ``target`` (to float rounding): ``(step, wall, cpu)``."""
+    return next(((int(st), w, c) for st, w, c, acc in evals if st > 0 and acc >= target - 1e-6), None)
+
+
+def to_target(seeds: list[dict[str, Any]], gain: float, fixed: float | None) -> dict[str, Any]:
+    """Per seed and side the steps, wall and CPU seconds to ``base + gain`` (or ``fixed``); medians; ratios."""
+    per_seed = []
+    for row in seeds:
+        target = fixed if fixed is not None else row["base"] + gain
+        entry: dict[str, Any] = {"seed": row["seed"], "base": row["base"], "target": target}
+        for side in ("ratiolab", "trl"):
+            hit = time_to(row[side]["evals"], target)
+            entry[side] = dict(zip(("steps", "wall", "cpu"), hit, strict=True)) if hit else None
+        per_seed.append(entry)
+    median = {side: {k: median_or_none([e[side] and e[side][k] for e in per_seed]) for k in ("steps", "wall", "cpu")}
+              for side in ("ratiolab", "trl")}
+    ratio = {k: quotient(median["ratiolab"][k], median["trl"][k]) for k in ("steps", "wall", "cpu")}
+    return {"gain": gain, "target": fixed, "per_seed": per_seed, "median": median, "ratio": ratio}
+
+
+def quotient(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def fmt(v: float | None, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def report(settings: dict[str, Any], seeds: list[dict[str, Any]], ceiling: dict[str, Any], gains: list[float],
+           out: Path) -> None:
+    """Print the tables and write the JSON (``settings`` describe the run)."""
+    print(settings["description"])
+    steps = {side: {k: statistics.median(row[side][k] for row in seeds) for k in ("step_wall", "step_cpu")}
+             for side in ("ratiolab", "trl")}
+    print(f"{'seed':>4} {'side':<9}{'base':>7}{'s/step':>8}{'cpu/step':>9}{'resp len':>9}  accuracy every 20 steps")
     for row in seeds:
         for side in ("ratiolab", "trl"):
             r = row[side]
-            hit = (f"{r['steps_to_target']:>6}{r['wall_to_target']:>8.1f}{r['cpu_to_target']:>8.1f}"
-                   if r["steps_to_target"] else f"{'not reached':>22}")
-            print(f"{row['seed']:>4} {side:<9}{row['base']:>6.1%}{row['target']:>7.1%}{hit}"
-                  f"{r['step_wall']:>8.3f}{r['step_cpu']:>9.3f}")
-    for side in ("ratiolab", "trl"):
-        summary[side] = {k: median_or_none([row[side][k] for row in seeds])
-                         for k in ("steps_to_target", "wall_to_target", "cpu_to_target", "step_wall", "step_cpu")}
-    ratios = {}
-    for k in ("wall_to_target", "cpu_to_target", "steps_to_target", "step_wall", "step_cpu"):
-        rl, trl = summary["ratiolab"][k], summary["trl"][k]
-        ratios[k] = rl / trl if rl is not None and trl else None
-    print("medians over seeds: " + "; ".join(
-        f"{side}: " + ", ".join(f"{k} {v:.3g}" if v is not None else f"{k} n/a" for k, v in summary[side].items())
-        for side in summary))
-    print("ratio ratiolab / TRL: " + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} n/a"
-                                              for k, v in ratios.items()))
+            accs = " ".join(f"{acc:.0%}" for st, _, _, acc in r["evals"] if st % 20 == 0)
+            print(f"{row['seed']:>4} {side:<9}{row['base']:>7.1%}{r['step_wall']:>8.3f}{r['step_cpu']:>9.3f}"
+                  f"{r['mean_length']:>9.2f}  {accs}")
+    targets = []
+    for gain in gains:
+        t = to_target(seeds, gain, settings["target"])
+        targets.append(t)
+        name = f"target {t['target']:.1%}" if t["target"] is not None else f"target base + {gain:g}"
+        print(f"{name}: steps / wall s / cpu s to it, evaluation excluded")
+        for e in t["per_seed"]:
+            cells = [f"{e[side]['steps']} / {e[side]['wall']:.1f} / {e[side]['cpu']:.1f}" if e[side] else "not reached"
+                     for side in ("ratiolab", "trl")]
+            print(f"  seed {e['seed']} ({e['target']:.1%}): ratiolab {cells[0]:<22} trl {cells[1]}")
+        m, q = t["median"], t["ratio"]
+        print("  median: " + "; ".join(f"{side} {fmt(m[side]['steps'], 'g')} / {fmt(m[side]['wall'], '.1f')} / "
+                                      f"{fmt(m[side]['cpu'], '.1f')}" for side in m)
+              + f"; ratiolab / TRL: steps {fmt(q['steps'], '.2f')}, wall {fmt(q['wall'], '.2f')}, "
+                f"cpu {fmt(q['cpu'], '.2f')}")
+    print("median step time ratiolab / TRL: "
+          f"wall {steps['ratiolab']['step_wall'] / steps['trl']['step_wall']:.2f} "
+          f"({steps['ratiolab']['step_wall']:.3f} / {steps['trl']['step_wall']:.3f} s), "
+          f"cpu {steps['ratiolab']['step_cpu'] / steps['trl']['step_cpu']:.2f} "
+          f"({steps['ratiolab']['step_cpu']:.3f} / {steps['trl']['step_cpu']:.3f} s)")
     split = {k: statistics.median(row["ratiolab"]["split"][k] for row in seeds) for k in ("generate", "score", "train")}
     print("ratiolab step split (median wall s): " + ", ".join(f"{k} {v:.3f}" for k, v in split.items()))
     if ceiling:
@@ -363,16 +413,10 @@ def report(args: argparse.Namespace, cfg: TrainConfig, seeds: list[dict[str, Any
               + f") at {ceiling['threads']} x one core's best GEMM rate {max(ceiling['gemm_gflops'].values()):.1f} "
               f"GFLOP/s: {ceiling['ceiling_seconds']:.3f} s "
               f"({ceiling['ceiling_seconds_without_score']:.3f} s without the scoring pass)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "trl_version": version("trl"), "torch_version": torch.__version__, "steps": cfg.steps,
-        "eval_every": cfg.eval_every, "eval_size": cfg.eval_size, "gain": args.gain, "target": args.target,
-        "threads": args.threads, "policy": str(source), "policy_seed": args.policy_seed,
-        "overrides": args.set, "ratiolab_overrides": args.ratiolab_set,
-        "stop_at_target": not args.full, "load_avg": [load_start[0], os.getloadavg()[0]],
-        "median": summary, "ratio": ratios, "ratiolab_split": split, "flop_ceiling": ceiling, "seeds": seeds,
-    }, indent=1))
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(settings | {"step_median": steps, "ratiolab_split": split, "to_target": targets,
+                                          "flop_ceiling": ceiling, "seeds": seeds}, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
