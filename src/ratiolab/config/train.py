@@ -11,7 +11,7 @@ import torch
 from ratiolab import advantages, objectives, tasks
 from ratiolab import kl as kl_mod
 from ratiolab.config import ConfigError, check_fields, check_range
-from ratiolab.config.async_rl import AsyncConfig
+from ratiolab.config.async_rl import SYNC_STRATEGIES, AsyncConfig
 from ratiolab.correction.discrepancy import apply_spec
 from ratiolab.objectives.grpo_guard import GAUSSIAN_ONLY
 from ratiolab.policies.model import PRESETS
@@ -276,8 +276,9 @@ class TrainConfig:
         self.async_rl.validate()
         self.async_rl.check_binding(a.objective)
         if not self.async_rl.enabled:
+            sync_ok = {"enabled"} | ({"old_logits"} if self.async_rl.old_logits in SYNC_STRATEGIES else set())
             changed = [f"async_rl.{f.name}" for f in fields(AsyncConfig)
-                       if f.name != "enabled" and getattr(self.async_rl, f.name) != getattr(AsyncConfig(), f.name)]
+                       if f.name not in sync_ok and getattr(self.async_rl, f.name) != getattr(AsyncConfig(), f.name)]
             if changed:
                 raise ConfigError(f"{', '.join(changed)} set without async_rl.enabled=true (--async): the synchronous "
                                   "loop ignores them; enable asynchronous training or remove them")

@@ -48,7 +48,7 @@ from ratiolab.policies.scoring import TokenScores
 from ratiolab.rollout import Experience
 from ratiolab.types import PolicyLossInputs
 
-__all__ = ["LMLearner", "Scored", "overlong_penalty", "vocab_kl"]
+__all__ = ["LMLearner", "Scored", "make_optimizer", "overlong_penalty", "vocab_kl"]
 
 H = TypeVar("H", bound=LearnerHook)
 
@@ -78,10 +78,7 @@ class LMLearner:
         self.max_response_length = max_response_length
         if algo.overlong_buffer and max_response_length is None:
             raise ValueError("algo.overlong_buffer needs max_response_length (DAPO's L_max) for the learner")
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay,
-                                           betas=(0.9, algo.adam_beta2), eps=algo.adam_eps)
-        warmup = max(algo.warmup_steps, 1)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.optimizer, self.scheduler = make_optimizer(model, algo)
         entry = objectives.OBJECTIVES.get(algo.objective)
         advantage = advantages.ADVANTAGES.get(algo.advantage)
         # the objective's parts, then the advantage's (a value-based estimator brings its value head)
@@ -481,6 +478,18 @@ class LMLearner:
                                  f"{self.algo.objective!r}: resume with the objective that wrote it")
         for key, h in own.items():
             h.load_state_dict(state[key])
+
+def make_optimizer(
+    model: torch.nn.Module, algo: AlgoConfig
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over all parameters (``algo.weight_decay`` on every one; betas ``(0.9, algo.adam_beta2)``,
+    ``algo.adam_eps``) and the lr schedule, stepped once per optimiser step: ``lr * min(1, (s + 1) / warmup_steps)``,
+    linear warm-up then constant."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay,
+                                  betas=(0.9, algo.adam_beta2), eps=algo.adam_eps)
+    warmup = max(algo.warmup_steps, 1)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+
 
 def vocab_kl(logp_all: torch.Tensor, old_all: torch.Tensor) -> torch.Tensor:
     """Per-token ``KL(pi || pi_old) = sum_v pi(v) (log pi(v) - log pi_old(v))`` of ``[B, T, V]`` log-softmaxes."""

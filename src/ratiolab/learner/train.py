@@ -164,9 +164,12 @@ def _run_sync(
     """Steps ``first .. cfg.steps``: sample -> verify -> score -> update -> sync weights.
 
     ReMix [inferred]: a step that replays a past batch (:meth:`LMLearner.replay`) samples nothing
-    (that is where ReMix saves rollouts); the fresh batches enter the replay window.
+    (that is where ReMix saves rollouts); the fresh batches enter the replay window. A set
+    ``async_rl.old_logits`` (one of ``SYNC_STRATEGIES``) supplies ``prox_logp`` at staleness 0:
+    ``behavior`` takes the engine's log-probs and skips the scoring forward.
     """
     sampling = sampling_params(cfg)
+    strategy = loop.make_old_logits(cfg, learner) if cfg.async_rl.old_logits != "auto" else None
     for step in range(first, cfg.steps + 1):
         t0 = time.perf_counter()
         replayed = learner.replay(torch.Generator().manual_seed(step_seed(cfg.seed, step, "replay")))
@@ -174,7 +177,11 @@ def _run_sync(
         if replayed is None:
             exp, sampled = sample_batch(cfg, engine, task, sampling, step)
         t1 = time.perf_counter()
-        scored = learner.remember(learner.score(exp)) if replayed is None else replayed
+        if replayed is None:
+            prox = None if strategy is None else strategy.prox_logp(exp, step - 1)
+            scored = learner.remember(learner.score(exp, prox_logp=prox))
+        else:
+            scored = replayed
         exp = scored.exp
         t2 = time.perf_counter()
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, "minibatch"))
