@@ -138,6 +138,10 @@ def _train_config(args: argparse.Namespace) -> Any:
         cfg = _stored_config(TrainConfig, args)
     else:
         cfg = load_yaml(TrainConfig, args.config) if args.config else TrainConfig()
+        if getattr(args, "preset", None):  # a language-model preset: its assignments onto the config
+            from ratiolab.config.presets import preset
+
+            cfg = preset(args.preset, cfg)
     task = getattr(args, "task", None)
     # another task starts from its own defaults: the config's task.params belong to its task
     sets = [f"task.name={json.dumps(task)}", "task.params={}"] if task not in (None, cfg.task.name) else []
@@ -332,13 +336,16 @@ def _task_config(args: argparse.Namespace) -> Any:
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from ratiolab.policies.pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(task=args.task, preset=args.preset, steps=args.steps, lr=args.lr, seed=args.seed)
+    cfg = PretrainConfig(task=args.task, preset=args.preset, steps=args.steps, lr=args.lr, seed=args.seed,
+                         model=args.model)
     cfg.validate()
     task = _task(args)
-    out = Path(args.out or f".cache/ratiolab/pretrained/{args.task}-{args.preset}-cli")
+    start = args.preset if args.model is None else Path(args.model).name
+    out = Path(args.out or f".cache/ratiolab/pretrained/{args.task}-{start}-cli")
     with pretrain_progress(cfg.steps) as step:
         result = pretrain(task, out, cfg, progress=step)
-    console.print(f"saved {result.n_params:,}-parameter {args.preset} policy to {result.out_dir} "
+    what = f"{args.preset} policy" if args.model is None else f"policy (from {args.model})"
+    console.print(f"saved {result.n_params:,}-parameter {what} to {result.out_dir} "
                   f"in {result.seconds:.1f} s (final loss {result.final_loss:.3f})")
     return 0
 
@@ -385,18 +392,28 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from ratiolab.gym.train import PANELS as GYM_PANELS
-    from ratiolab.learner.train import PANELS as LM_PANELS
-    from ratiolab.report import rewrite_report
+    from ratiolab.report import panels_for, rewrite_report
     from ratiolab.runs import RunDir
 
     run = RunDir.open(args.run)
-    panels = GYM_PANELS if "env_id" in run.config() else LM_PANELS  # the kind of run: a gym config has env_id
     try:
-        out = rewrite_report(run, panels, title=f"ratiolab run {run.path.name}")
+        out = rewrite_report(run, panels_for(run.config()), title=f"ratiolab run {run.path.name}")
     except ValueError as err:
         raise ConfigError(str(err)) from err
     console.print(f"report: {out}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from ratiolab.report import compare_runs
+    from ratiolab.runs import default_run_dir
+
+    try:
+        res = compare_runs(args.runs, args.out or default_run_dir("compare"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    console.print(res.markdown, end="", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"report: {res.report}")
     return 0
 
 
@@ -496,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="gymnasium environment id: train the classic-control track")
     p.add_argument("--algo", help="classic-control algorithm (with --env; default ppo): ppo, mdpo, bpo, props, "
                    "pdppo, pqn, mdpo_off")
-    p.add_argument("--preset", help="classic-control preset (with --env), e.g. cartpole-ppo-zoo, cartpole-pqn")
+    p.add_argument("--preset", help="a recipe: the language-model ppo-max (PPO-max, arXiv 2307.04964), or a "
+                   "classic-control preset with --env, e.g. cartpole-ppo-zoo, cartpole-pqn")
     p.add_argument("--log", help=LOG_HELP)
     p.add_argument("--reward", help="where rewards come from: verifier (the task's, default) or model:DIR (a reward "
                    "model from ratiolab rm train; model:DIR1,DIR2 for an ensemble, see reward.ensemble); the verifier "
@@ -557,7 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="arithmetic", help="registered task (ratiolab list tasks)")
     p.add_argument("--level", type=int, help="arithmetic level (short for --set task.params.level=N)")
     _task_flags(p)
-    p.add_argument("--preset", default="tiny", help="model size preset")
+    p.add_argument("--preset", default="tiny", help="model size preset of a fresh policy")
+    p.add_argument("--model", help="local Hugging Face causal-LM folder (save_pretrained: model and tokenizer) to "
+                   "pre-train from instead of a fresh --preset policy")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--seed", type=int, default=0, help="initialisation and problem seed")
@@ -580,13 +600,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.set_defaults(fn=_cmd_report)
 
+    p = add("compare", help="overlay several runs of one kind per panel, with a summary table")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--out", help="output folder (default: a new runs/compare-<time>)")
+    p.set_defaults(fn=_cmd_compare)
+
     p = add("export", help="the latest intact checkpoint of a language-model run as a plain Hugging Face folder")
     p.add_argument("run", help="run directory")
     p.add_argument("--out", help="output folder, new or empty (default RUN/export)")
     p.set_defaults(fn=_cmd_export)
 
     p = add("config", help="print the full training config as YAML (what --config FILE accepts)")
-    p.add_argument("--show", action="store_true", help="print the config: the defaults, or --config/--set applied")
+    p.add_argument("--show", action="store_true", help="print the config: the defaults, or --config/--preset/--set "
+                   "applied")
+    p.add_argument("--preset", help="a language-model preset applied before --set, e.g. ppo-max")
     _config_flags(p)
     p.set_defaults(fn=_cmd_config)
 

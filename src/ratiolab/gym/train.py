@@ -29,22 +29,13 @@ from ratiolab.gym.gate import gated_iterate
 from ratiolab.gym.onpolicy import OnPolicy
 from ratiolab.gym.rollout import VecRunner
 from ratiolab.ope.gate import BestSoFarGate
-from ratiolab.report import Panel, write_report
+from ratiolab.report import GYM_PANELS, write_report
 from ratiolab.runs import RunDir, check_resume_config, rng_state, set_rng_state
 from ratiolab.trackers import check_trackers, make_trackers
 
 Progress = Callable[[dict[str, Any]], None]
 #: Fields a resumed run may change (``total_steps`` extends it, also a finished run); others are refused.
 RESUME_MAY_CHANGE = ("total_steps", "torch_threads", "log")
-
-PANELS = (
-    Panel("Episodic return", ("episodic_return", "eval/return_mean"), "return"),
-    Panel("Losses", ("loss/policy", "loss/value", "loss/q", "loss/median")),
-    Panel("Clip fraction", ("clip_frac",)),
-    Panel("Entropy", ("entropy",)),
-    Panel("Approx. KL(old || new)", ("approx_kl",)),
-)
-
 
 @dataclass(frozen=True)
 class EvalResult:
@@ -247,7 +238,7 @@ def _loop(
         if len(logged) == 2:
             ret = f"{logged['eval/return_mean']:.1f} ± {logged['eval/return_std']:.1f}"
             summary.append(("deterministic eval return", ret))
-        write_report(run, PANELS, title=f"{cfg.algo} on {cfg.env_id}", summary=summary)
+        write_report(run, GYM_PANELS, title=f"{cfg.algo} on {cfg.env_id}", summary=summary)
     return result
 
 

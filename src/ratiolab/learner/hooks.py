@@ -1,6 +1,7 @@
 """Learner hooks: the extension points through which an objective's learner parts join the LM update.
 
-A registry entry names the parts its method runs with (``Entry.parts``, e.g. ``("critic",)``); each part is
+A registry entry (an objective, or an advantage estimator: ``gae``'s ``("value_head",)``) names the parts its
+method runs with (``Entry.parts``, e.g. ``("critic",)``); each part is
 a :class:`LearnerHook` subclass registered under that name with :func:`register_hook`. The learner makes
 one instance per part (``cls(learner)``) and calls every hook at the points below; a hook overrides only
 the points it needs (the defaults do nothing). The learner itself names no part and no method.
@@ -62,7 +63,7 @@ class Scored:
     #: ReMix: drawn from the replay window; log-probs under pi_{k-1} (KL-Convex)
     replayed: bool = False
     prev_logp: torch.Tensor | None = None
-    #: SAFE critic: ``[B]`` normalised rewards (value targets) and values at scoring
+    #: value targets and values at scoring: ``[B]`` (SAFE critic) or ``[B, T]`` (the value head of GAE/EGAE)
     value_target: torch.Tensor | None = None
     old_value: torch.Tensor | None = None
     #: MDPO's analytic KL: ``[B, T, V]`` full log-softmax of the old policy (None: not asked for)

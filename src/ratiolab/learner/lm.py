@@ -20,7 +20,8 @@ The learner parts an objective's entry lists (``Entry.parts``) run as learner ho
 their own keys; inactive (and free) for every other objective. The registered parts:
 ``clip_bias_norm`` (S-PPO/ST-PPO's first gradient pass, :mod:`ratiolab.learner.clip_bias`), ``replay``
 (ReMix's window, UTD, pi_{k-1} and reincarnation, :mod:`ratiolab.learner.replay`) and ``critic`` (SAFE's
-double soft-min critic, :mod:`ratiolab.learner.critic`).
+double soft-min critic, :mod:`ratiolab.learner.critic`). An advantage estimator's entry may list parts too:
+``value_head`` (GAE/EGAE's token-level value head, :mod:`ratiolab.learner.value_head`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from transformers import PreTrainedModel
 from ratiolab import advantages, correction, kl, objectives
 from ratiolab.config.train import AlgoConfig
 from ratiolab.engines.sampling import SamplingParams
-from ratiolab.learner import clip_bias, critic, replay  # noqa: F401  (each registers its learner hook)
+from ratiolab.learner import clip_bias, critic, replay, value_head  # noqa: F401  (each registers its learner hook)
 from ratiolab.learner.hooks import LearnerHook, Scored, hook_types, state_keys
 from ratiolab.objectives.kl_control import AdaptiveKLController, FixedKLController, make_kl_controller
 from ratiolab.objectives.state import observes
@@ -48,7 +49,7 @@ from ratiolab.reward_model.scorer import RewardScorer, gold_metrics
 from ratiolab.rollout import Experience
 from ratiolab.types import PolicyLossInputs
 
-__all__ = ["LMLearner", "Scored", "overlong_penalty", "vocab_kl"]
+__all__ = ["LMLearner", "Scored", "make_optimizer", "overlong_penalty", "vocab_kl"]
 
 H = TypeVar("H", bound=LearnerHook)
 
@@ -81,11 +82,11 @@ class LMLearner:
         self.max_response_length = max_response_length
         if algo.overlong_buffer and max_response_length is None:
             raise ValueError("algo.overlong_buffer needs max_response_length (DAPO's L_max) for the learner")
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay)
-        warmup = max(algo.warmup_steps, 1)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.optimizer, self.scheduler = make_optimizer(model, algo)
         entry = objectives.OBJECTIVES.get(algo.objective)
-        parts = hook_types(algo.objective, entry.parts)
+        advantage = advantages.ADVANTAGES.get(algo.advantage)
+        # the objective's parts, then the advantage's (a value-based estimator brings its value head)
+        parts = hook_types(algo.objective, tuple(dict.fromkeys(entry.parts + advantage.parts)))
         state_params = dict(algo.objective_params)
         for part in parts:  # a part's own config section may configure the state (ReMix's schedule)
             state_params.update(part.state_params(algo))
@@ -131,7 +132,6 @@ class LMLearner:
                 "sampling.logprob_support=full"
             )
         #: the advantage estimator's inputs (optimal_token_baseline reads the old logits and sum_v pi(v)^2)
-        advantage = advantages.ADVANTAGES.get(algo.advantage)
         self.advantage_inputs = set(advantage.inputs)
         #: the estimator takes the task's ``[B, K]`` reward components as ``rewards`` (GDPO)
         self.reward_components = advantage.reward_components
@@ -141,6 +141,11 @@ class LMLearner:
         self.hooks: list[LearnerHook] = []
         for part in parts:
             self.hooks.append(part(self))
+        scorers = [type(h).__name__ for h in self.hooks if type(h).score is not LearnerHook.score]
+        if len(scorers) > 1:
+            raise ValueError(f"algo.objective = {algo.objective} with algo.advantage = {algo.advantage}: learner parts "
+                             f"{scorers} each score the batch themselves; pick an advantage the objective does not "
+                             "replace (e.g. grpo)")
         #: one epoch, one minibatch, the current weights as old policy (and no hook that needs its own scoring
         #: forward): the training forward gives prox_logp exactly, so score() skips its own forward (set False
         #: to force it)
@@ -487,6 +492,18 @@ class LMLearner:
                                  f"{self.algo.objective!r}: resume with the objective that wrote it")
         for key, h in own.items():
             h.load_state_dict(state[key])
+
+def make_optimizer(
+    model: torch.nn.Module, algo: AlgoConfig
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over all parameters (``algo.weight_decay`` on every one; betas ``(0.9, algo.adam_beta2)``,
+    ``algo.adam_eps``) and the lr schedule, stepped once per optimiser step: ``lr * min(1, (s + 1) / warmup_steps)``,
+    linear warm-up then constant."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay,
+                                  betas=(0.9, algo.adam_beta2), eps=algo.adam_eps)
+    warmup = max(algo.warmup_steps, 1)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+
 
 def vocab_kl(logp_all: torch.Tensor, old_all: torch.Tensor) -> torch.Tensor:
     """Per-token ``KL(pi || pi_old) = sum_v pi(v) (log pi(v) - log pi_old(v))`` of ``[B, T, V]`` log-softmaxes."""

@@ -25,7 +25,7 @@ from ratiolab.learner.backends import ray as ray_backend
 from ratiolab.learner.lm import LMLearner
 from ratiolab.policies import check_context, load_policy
 from ratiolab.policies.source import policy_source
-from ratiolab.report import Panel, write_report
+from ratiolab.report import LM_PANELS, write_report
 from ratiolab.reward_model.scorer import RewardScorer
 from ratiolab.rollout import Experience, collect
 from ratiolab.rollout.sampler import make_engine, sample_step, sampling_params
@@ -35,25 +35,6 @@ from ratiolab.trackers import make_trackers
 Progress = Callable[[int, dict[str, float]], None]
 #: Fields a resumed run may change (``steps`` extends it); any other difference from config.yaml is refused.
 RESUME_MAY_CHANGE = ("steps", "run_dir", "threads", "async_rl.ray_address", "log")
-
-PANELS = (
-    Panel("reward and held-out accuracy", ("reward/mean", "gold_reward", "eval/accuracy", "eval/pass1")),
-    Panel("reward model minus gold reward", ("reward/gap",)),
-    Panel("KL", ("approx_kl", "kl_ref/k3", "kl/k3")),
-    Panel("KL coefficient", ("kl/coef",)),
-    Panel("clip fractions", ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac")),
-    Panel("entropy", ("entropy",)),
-    Panel("response length", ("response/length",)),
-    Panel("r_stale", ("r_stale/mean", "r_stale/min", "r_stale/max", "r_stale/p99")),
-    Panel("w_disc (engine vs learner)", ("w_disc/mean", "w_disc/min", "w_disc/max", "w_disc/p99")),
-    Panel("loss and gradient norm", ("loss", "grad_norm")),
-    Panel("time per step (s)", ("time/generate", "time/score", "time/train", "time/wait", "time/eval")),
-    Panel("staleness of trained tokens", ("staleness/mean", "staleness/max", "partial/seq_frac")),
-    Panel("|log w_disc| by staleness", tuple(f"w_disc/abs_log_s{k}" for k in range(9))),
-    Panel("KL(behaviour || old)", ("kl_behav_prox/k1", "kl_behav_prox/k3")),
-    Panel("old-logit cost", ("old_logits/weight_copies", "old_logits/forwards", "old_logits/stall_seconds")),
-)
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -184,9 +165,12 @@ def _run_sync(
     """Steps ``first .. cfg.steps``: sample -> verify -> score -> update -> sync weights.
 
     ReMix [inferred]: a step that replays a past batch (:meth:`LMLearner.replay`) samples nothing
-    (that is where ReMix saves rollouts); the fresh batches enter the replay window.
+    (that is where ReMix saves rollouts); the fresh batches enter the replay window. A set
+    ``async_rl.old_logits`` (one of ``SYNC_STRATEGIES``) supplies ``prox_logp`` at staleness 0:
+    ``behavior`` takes the engine's log-probs and skips the scoring forward.
     """
     sampling = sampling_params(cfg)
+    strategy = loop.make_old_logits(cfg, learner) if cfg.async_rl.old_logits != "auto" else None
     for step in range(first, cfg.steps + 1):
         t0 = time.perf_counter()
         replayed = learner.replay(torch.Generator().manual_seed(step_seed(cfg.seed, step, "replay")))
@@ -194,7 +178,11 @@ def _run_sync(
         if replayed is None:
             exp, sampled = sample_batch(cfg, engine, task, sampling, step)
         t1 = time.perf_counter()
-        scored = learner.remember(learner.score(exp)) if replayed is None else replayed
+        if replayed is None:
+            prox = None if strategy is None else strategy.prox_logp(exp, step - 1)
+            scored = learner.remember(learner.score(exp, prox_logp=prox))
+        else:
+            scored = replayed
         exp = scored.exp
         t2 = time.perf_counter()
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, "minibatch"))
@@ -271,6 +259,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         first = 1
     engine = make_engine(model, tok, cfg, version=first - 1)
     last = base | run.last_values(base)  # a finished run resumed reports its last evaluation
+    elapsed = run.last_values(("time/elapsed",)).get("time/elapsed", 0.0) - start_time  # a resume continues the clock
 
     def finish_step(step: int, metrics: dict[str, Any]) -> None:
         """Evaluate, log, checkpoint and report progress after the update of ``step``."""
@@ -279,6 +268,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
             last.update(evaluate(model, tok, cfg))
             metrics.update(last)
             metrics["time/eval"] = time.perf_counter() - t0
+        metrics["time/elapsed"] = elapsed + time.perf_counter()
         run.log(metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             run.save(step, model, {
@@ -291,7 +281,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     trackers = run.tracker = make_trackers(cfg.log, run.path, stored_cfg, resumed_at)
     with trackers:  # closed at the end and on an error
         if ckpt is None:
-            run.log({"step": 0, **base})
+            run.log({"step": 0, **base, "time/elapsed": elapsed + time.perf_counter()})
         if cfg.async_rl.enabled:
             loop.run_async(cfg, learner, engine, first, finish_step)
         else:
@@ -302,7 +292,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         summary.append((f"held-out pass@1 ({cfg.eval_samples} samples at T={cfg.sampling.temperature:g})",
                         f"base {base['eval/pass1']:.1%} -> trained {last['eval/pass1']:.1%}"))
     report = write_report(
-        run, PANELS, title=f"ratiolab: {cfg.algo.objective} on {cfg.task.name}",
+        run, LM_PANELS, title=f"ratiolab: {cfg.algo.objective} on {cfg.task.name}",
         summary=[*summary, ("objective", cfg.algo.objective), ("advantage", cfg.algo.advantage),
                  ("policy", str(source)), ("steps", str(cfg.steps))],
     )
