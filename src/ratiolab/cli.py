@@ -426,6 +426,30 @@ def _cmd_data_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_offline_train(args: argparse.Namespace) -> int:
+    from ratiolab.offline.dataset import DatasetError
+    from ratiolab.offline.learners import LearnerConfig
+    from ratiolab.offline.train import OfflineTrainConfig, train
+
+    learner = LearnerConfig() if args.hidden is None else LearnerConfig(hidden=[int(h) for h in args.hidden.split(",")])
+    cfg = OfflineTrainConfig(algo=args.algo, data=args.data, steps=args.steps, batch_size=args.batch_size,
+                             seed=args.seed, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                             learner=learner)
+    run_dir = args.run_dir or f"runs/offline-{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def show(row: dict[str, Any]) -> None:
+        score = row.get("eval/normalised_score")
+        console.print(f"step {row['step']}: eval return {row['eval/return_mean']:.1f}"
+                      + ("" if score is None else f", normalised score {score:.1f}"))
+
+    try:
+        train(cfg, run_dir, log=show)
+    except DatasetError as err:
+        raise ConfigError(str(err)) from err
+    console.print(f"run directory: {run_dir}")
+    return 0
+
+
 def _cmd_showcase(args: argparse.Namespace) -> int:
     from ratiolab.showcase import run
 
@@ -573,6 +597,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.set_defaults(fn=_cmd_data_collect)
+
+    p = add("offline", help="offline RL on a transition dataset: `ratiolab offline train ...`")
+    off_sub = p.add_subparsers(dest="offline_command", required=True)
+    p = off_sub.add_parser("train", help="train TD3+BC, IQL or PRDC on a dataset; evaluate in its env",
+                           formatter_class=_Help)
+    p.add_argument("--algo", default="td3bc", help="registered offline learner: td3bc, iql, prdc")
+    p.add_argument("--data", required=True, help="dataset folder (ratiolab data collect --out)")
+    p.add_argument("--steps", type=int, default=100_000, help="gradient steps")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    p.add_argument("--hidden", help="hidden layer widths, comma-separated (default 256,256)")
+    p.add_argument("--eval-every", dest="eval_every", type=int, default=5000, help="gradient steps between evaluations")
+    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", dest="run_dir", help="run directory (default: a new runs/offline-<algo>-<time>)")
+    p.set_defaults(fn=_cmd_offline_train)
 
     p = add("showcase", help="every objective on one stale sequence, per old-logit source")
     p.set_defaults(fn=_cmd_showcase)
