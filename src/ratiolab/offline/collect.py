@@ -1,4 +1,4 @@
-"""``ratiolab data collect``: D4RL-style transition datasets from ratiolab's own gym policies.
+"""``ratiolab data collect``: D4RL-style transition datasets from ratiolab's gym policies (offline.md §13).
 
 Policy kinds (the names of D4RL, arXiv 2004.07219; the mixtures are [inferred] for this library):
 

@@ -1,4 +1,4 @@
-"""Transition datasets: a typed in-memory form, a pyarrow schema, atomic parquet write, validated read.
+"""Transition datasets (offline.md §13): typed arrays, a pyarrow schema, atomic parquet write, validated read.
 
 A dataset is a folder holding ``transitions.parquet`` and ``manifest.json``. The manifest records the
 format version, the parquet file's byte count and sha256, the column shapes and :class:`DatasetMeta`

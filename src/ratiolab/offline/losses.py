@@ -1,4 +1,4 @@
-"""Pure losses of the offline learners; each returns ``(loss, metrics)`` over ``[B]`` / ``[B, act_dim]`` tensors.
+"""Pure losses of the offline learners (offline.md §1, §14, §15), each ``(loss, metrics)`` over ``[B]`` tensors.
 
 - TD3 critic (arXiv 1802.09477): ``y = r + gamma * (1 - terminal) * min(Q1', Q2')(s', a')`` and
   ``L = MSE(Q1, y) + MSE(Q2, y)``.
