@@ -60,7 +60,7 @@ def test_cli_offline_train(tmp_path: Path, pendulum: Path, capsys: pytest.Captur
 
 @pytest.mark.slow
 def test_td3bc_beats_a_pendulum_medium_dataset(tmp_path: Path) -> None:
-    """A medium dataset from a 10k-step gym run (about 3 CPU-minutes in all); TD3+BC beats its mean return."""
+    """A medium dataset from a 10k-step gym run (about 80 s on a shared 2-core CPU); TD3+BC beats its mean return."""
     out = collect(CollectConfig(env_id="Pendulum-v1", policy="medium", steps=5000, train_steps=10_000, ref_episodes=5),
                   tmp_path / "medium", log=lambda _: None)
     data = read_dataset(out)
