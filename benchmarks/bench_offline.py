@@ -27,7 +27,7 @@ from ratiolab.offline.collect import CollectConfig, collect
 from ratiolab.offline.dataset import read_dataset
 from ratiolab.offline.learners import LearnerConfig
 from ratiolab.offline.train import OfflineTrainConfig, normalised_score, train
-from ratiolab.runs import atomic_write_text
+from ratiolab.runs import RunDir, atomic_write_text
 
 
 def main() -> None:
@@ -62,7 +62,10 @@ def main() -> None:
             r = rows[-1]
             print(f"{kind:14s} {algo:6s} dataset {r['dataset_return']:8.1f} ({r['dataset_score']:5.1f})  "
                   f"learned {r['return']:8.1f} ({r['score']:5.1f})", flush=True)
-    result = {"args": vars(args), "machine": platform.processor() or platform.machine(), "rows": rows}
+    shown = {k: v for k, v in vars(args).items() if k not in ("source", "work")}  # local paths stay out
+    src = RunDir.open(read_dataset(work / f"pendulum-{args.kinds.split(',')[0]}").meta.source).config()
+    shown["source_run"] = {k: src[k] for k in ("env_id", "algo", "seed", "total_steps")}
+    result = {"args": shown, "machine": platform.processor() or platform.machine(), "rows": rows}
     dest = Path(__file__).parent / "results" / "offline.json"
     atomic_write_text(dest, json.dumps(result, indent=1))
     print(f"written: {dest}")
