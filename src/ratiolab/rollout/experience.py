@@ -99,18 +99,19 @@ def collect(
     weights sync only between batches (``on_step`` applies to single-turn generation).
     """
     repeated = [p for p in problems for _ in range(n)]
-    prompts: list[str] | list[list[int]] = [p.prompt for p in problems]
+    ids: list[list[int]] | None = None  # prompt + prefix token ids per problem
     heads = [""] * len(problems)
     if prefixes is not None:
         if isinstance(task, MultiTurnTask):
             raise ValueError(f"prefix.prob > 0: task {task.name} is multi-turn; off-policy prefixes need a "
                              "single-turn task")
-        prompts = [encode_prompt(engine.tokenizer, p.prompt) + pre for p, pre in zip(problems, prefixes, strict=True)]
+        ids = [encode_prompt(engine.tokenizer, p.prompt) + pre for p, pre in zip(problems, prefixes, strict=True)]
         heads = [engine.decode(pre) if pre else "" for pre in prefixes]
     if isinstance(task, MultiTurnTask):  # policy turns and environment replies; turn_ids in the rollout
         rollout = generate_turns(engine, task, repeated, sampling, seed=seed)
     else:
-        rollout = engine.generate([q for q in prompts for _ in range(n)], sampling, seed=seed, on_step=on_step)
+        prompts = [p.prompt for p in repeated] if ids is None else [q for q in ids for _ in range(n)]
+        rollout = engine.generate(prompts, sampling, seed=seed, on_step=on_step)
     behav = getattr(rollout, "behav_logp", None)
     if not isinstance(behav, torch.Tensor) or behav.shape != rollout.tokens.shape:
         raise ValueError(
@@ -121,7 +122,8 @@ def collect(
     greedy = None
     if with_greedy:
         greedy_sampling = SamplingParams(greedy=True, max_new_tokens=sampling.max_new_tokens)
-        greedy_rollout = engine.generate(prompts, greedy_sampling, seed=seed)
+        greedy_prompts = [p.prompt for p in problems] if ids is None else ids
+        greedy_rollout = engine.generate(greedy_prompts, greedy_sampling, seed=seed)
         greedy_per_problem, _, _ = score(task, problems, _after(heads, 1, greedy_rollout.texts))
         greedy = greedy_per_problem.repeat_interleave(n)
     group_ids = torch.arange(len(problems)).repeat_interleave(n)

@@ -26,7 +26,7 @@ def demonstration_ids(tokenizer: PreTrainedTokenizerBase, task: Task, problems: 
 def expert_rollout(engine: HFEngine, task: Task, problems: list[Problem]) -> Rollout:
     """One teacher-forced row per problem: the prompt, then its demonstration and EOS (right-padded)."""
     eos, pad = int(engine.tokenizer.eos_token_id), int(engine.tokenizer.pad_token_id)
-    rows = [ids + [eos] for ids in demonstration_ids(engine.tokenizer, task, problems)]
+    rows = [[*ids, eos] for ids in demonstration_ids(engine.tokenizer, task, problems)]
     width = max(len(r) for r in rows)
     prompt_ids, prompt_mask = engine.encode_prompts([p.prompt for p in problems])
     tokens = torch.tensor([r + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
