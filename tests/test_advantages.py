@@ -6,8 +6,6 @@ import pytest
 import torch
 
 from ratiolab.advantages import ADVANTAGES, compute
-from ratiolab.objectives import compute as loss_of
-from ratiolab.types import PolicyLossInputs
 
 R4 = torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
 G4 = torch.zeros(4, dtype=torch.long)
@@ -88,19 +86,6 @@ def test_remax_worked_example() -> None:
     out = compute("remax", rewards=torch.tensor([20.0]), greedy_rewards=torch.tensor([0.0]),
                   mask=torch.tensor([[1.0, 1.0, 0.0]]), gamma=1.0)
     assert out[0].tolist() == [5.0, 5.0, 0.0]
-
-
-def test_remax_worked_example_loss() -> None:
-    # REINFORCE on G = [0.98, 1.01, 0.97] (gamma 1) with logp = [-1, -0.5, -2], token-mean: 1.1416667
-    g = compute("remax", rewards=torch.tensor([2.0], dtype=torch.float64),
-                greedy_rewards=torch.tensor([1.0], dtype=torch.float64), mask=torch.ones(1, 3, dtype=torch.float64),
-                kl=torch.tensor([[0.2, -0.1, 0.3]], dtype=torch.float64), beta=0.1, gamma=1.0)
-    logp = torch.tensor([[-1.0, -0.5, -2.0]], dtype=torch.float64, requires_grad=True)
-    inputs = PolicyLossInputs(logp=logp, prox_logp=logp.detach(), adv=g, mask=torch.ones_like(g))
-    out = loss_of("pg", inputs, aggregation="token-mean")
-    assert out.loss.item() == pytest.approx(1.1416667, abs=1e-7)
-    (grad,) = torch.autograd.grad(out.loss, logp)
-    assert grad[0].tolist() == pytest.approx([-0.98 / 3, -1.01 / 3, -0.97 / 3], abs=1e-12)
 
 
 def test_registry_errors() -> None:

@@ -1,4 +1,4 @@
-"""CHORD (arXiv 2508.11408, docs/methods/chord.md): the mu schedule, the phi-weighted SFT loss and the mix."""
+"""CHORD (arXiv 2508.11408, docs/methods/rlhf.md §3): the mu schedule, the phi-weighted SFT loss and the mix."""
 
 from __future__ import annotations
 

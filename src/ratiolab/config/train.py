@@ -95,7 +95,7 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class PrefixConfig:
-    """Off-policy prefixes (PrefixRL, arXiv 2601.18795, docs/methods/prefixrl.md; [secondary source]), for any
+    """Off-policy prefixes (PrefixRL, arXiv 2601.18795, docs/methods/rlhf.md §12; [secondary source]), for any
     objective.
 
     With probability ``prob`` a training problem becomes ``prompt + y*_{1:h}``: its prompt followed by the

@@ -1,4 +1,4 @@
-"""CHORD's expert SFT term (arXiv 2508.11408, docs/methods/chord.md) as a learner hook.
+"""CHORD's expert SFT term (arXiv 2508.11408, docs/methods/rlhf.md §3) as a learner hook.
 
 The learner part ``expert_sft`` asks the sampler for each problem's teacher-forced demonstration
 (``Experience.expert``, :func:`ratiolab.rollout.expert.expert_rollout`), hands the objective the learner's

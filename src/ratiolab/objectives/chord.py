@@ -1,6 +1,6 @@
 """CHORD: on-policy RL plus off-policy expert SFT under a step schedule (arXiv 2508.11408).
 
-``L = (1 - mu(step)) L_RL + mu(step) L_SFT`` (docs/methods/chord.md, [verified: code] Trinity-RFT
+``L = (1 - mu(step)) L_RL + mu(step) L_SFT`` (docs/methods/rlhf.md §3, [verified: code] Trinity-RFT
 ``chord_policy_loss``). ``L_RL`` is the PPO clipped loss on the rollout rows, token-mean; ``L_SFT`` the
 token-mean negative log-likelihood of the expert (demonstration) tokens, each weighted by ``sg[phi(p)]``,
 ``phi(p) = p (1 - p)`` (``sft_weighting = "phi"``, CHORD-phi), ``sg[p]`` (``"is"``) or 1 (``"none"``,
