@@ -1,4 +1,4 @@
-"""The ``ratiolab`` command line: list, config, pretrain, train, eval, export, report, demo."""
+"""The ``ratiolab`` command line: list, config, pretrain, train, eval, export, report, demo, data, offline."""
 
 from __future__ import annotations
 
@@ -457,6 +457,47 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_collect(args: argparse.Namespace) -> int:
+    from ratiolab.offline.collect import CollectConfig, collect
+    from ratiolab.offline.dataset import DatasetError, read_dataset
+
+    cfg = CollectConfig(env_id=args.env, policy=args.policy, steps=args.steps, seed=args.seed, source=args.source or "",
+                        train_steps=args.train_steps, noise=args.noise, epsilon=args.epsilon)
+    try:
+        out = collect(cfg, args.out, overwrite=args.force, log=console.print)
+        data = read_dataset(out)
+    except DatasetError as err:
+        raise ConfigError(str(err)) from err
+    rets = data.episode_returns()
+    console.print(f"wrote {len(data)} transitions ({len(rets)} complete episodes, mean return {rets.mean():.1f}) "
+                  f"to {out}; reference returns {data.meta.ref_returns}")
+    return 0
+
+
+def _cmd_offline_train(args: argparse.Namespace) -> int:
+    from ratiolab.offline.dataset import DatasetError
+    from ratiolab.offline.learners import LearnerConfig
+    from ratiolab.offline.train import OfflineTrainConfig, train
+
+    learner = LearnerConfig() if args.hidden is None else LearnerConfig(hidden=[int(h) for h in args.hidden.split(",")])
+    cfg = OfflineTrainConfig(algo=args.algo, data=args.data, steps=args.steps, batch_size=args.batch_size,
+                             seed=args.seed, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                             learner=learner)
+    run_dir = args.run_dir or f"runs/offline-{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def show(row: dict[str, Any]) -> None:
+        score = row.get("eval/normalised_score")
+        console.print(f"step {row['step']}: eval return {row['eval/return_mean']:.1f}"
+                      + ("" if score is None else f", normalised score {score:.1f}"))
+
+    try:
+        train(cfg, run_dir, log=show)
+    except DatasetError as err:
+        raise ConfigError(str(err)) from err
+    console.print(f"run directory: {run_dir}")
+    return 0
+
+
 def _cmd_showcase(args: argparse.Namespace) -> int:
     from ratiolab.showcase import run
 
@@ -626,6 +667,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilon", type=float, default=0.1, help="uniform mixed into the behaviour policy")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_cmd_ope)
+
+    p = add("data", help="offline RL datasets: `ratiolab data collect ...`")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("collect", help="write a D4RL-style transition dataset from ratiolab's gym policies",
+                            formatter_class=_Help)
+    p.add_argument("--env", default="Pendulum-v1", help="gymnasium environment id")
+    p.add_argument("--policy", default="random", choices=["random", "medium", "expert", "medium-replay"])
+    p.add_argument("--steps", type=int, default=10_000, help="transitions to collect")
+    p.add_argument("--out", required=True, help="dataset folder (new; see --force)")
+    p.add_argument("--source", help="gym run directory whose checkpoints give expert/medium (default: train one "
+                   "into OUT-source with the gym trainer)")
+    p.add_argument("--train-steps", dest="train_steps", type=int, default=15_000,
+                   help="env steps of the source run trained when --source is not given")
+    p.add_argument("--noise", type=float, default=0.1, help="behaviour Gaussian std, as a fraction of the action "
+                   "half-range (continuous actions)")
+    p.add_argument("--epsilon", type=float, default=0.1, help="epsilon-greedy exploration (discrete actions)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.set_defaults(fn=_cmd_data_collect)
+
+    p = add("offline", help="offline RL on a transition dataset: `ratiolab offline train ...`")
+    off_sub = p.add_subparsers(dest="offline_command", required=True)
+    p = off_sub.add_parser("train", help="train TD3+BC, IQL or PRDC on a dataset; evaluate in its env",
+                           formatter_class=_Help)
+    p.add_argument("--algo", default="td3bc", help="registered offline learner: td3bc, iql, prdc")
+    p.add_argument("--data", required=True, help="dataset folder (ratiolab data collect --out)")
+    p.add_argument("--steps", type=int, default=100_000, help="gradient steps")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    p.add_argument("--hidden", help="hidden layer widths, comma-separated (default 256,256)")
+    p.add_argument("--eval-every", dest="eval_every", type=int, default=5000, help="gradient steps between evaluations")
+    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", dest="run_dir", help="run directory (default: a new runs/offline-<algo>-<time>)")
+    p.set_defaults(fn=_cmd_offline_train)
 
     p = add("showcase", help="every objective on one stale sequence, per old-logit source")
     p.set_defaults(fn=_cmd_showcase)

@@ -63,7 +63,8 @@ def experience() -> tuple[torch.nn.Module, object]:
     model, tok = build_policy("tiny", seed=0)
     task = tasks.get("arithmetic", level=1)
     engine = HFEngine(model, tok, dtype=torch.bfloat16)
-    exp = collect(engine, task, task.sample(4, seed=1), 4, SamplingParams(max_new_tokens=4), seed=3)
+    exp = collect(engine, task, task.sample(4, seed=1), 4, SamplingParams(max_new_tokens=4), seed=3,
+                  with_expert=True)  # demonstrations for the objectives that also train on them (CHORD)
     exp.rewards = torch.tensor([1.0, 0.0, 0.0, 1.0] * 4)  # a random policy is never right: give it signal
     return model, exp
 

@@ -99,6 +99,23 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
+class PrefixConfig:
+    """Off-policy prefixes (PrefixRL, arXiv 2601.18795, docs/methods/rlhf.md §12; [secondary source]), for any
+    objective.
+
+    With probability ``prob`` a training problem becomes ``prompt + y*_{1:h}``: its prompt followed by the
+    first ``h = clamp(floor(fraction L), 1, L - 1)`` tokens of the task's demonstration y* (L tokens; none
+    when L < 2). All samples of the problem continue the same prefix; the prefix tokens are context (not
+    sampled, not in the loss mask, not importance-weighted) and the verifier scores prefix + completion.
+    ``prob = 0`` (default) turns it off; ``fraction`` 0.5 is [inferred] (the paper's length schedule is not
+    published).
+    """
+
+    prob: float = 0.0
+    fraction: float = 0.5
+
+
+@dataclass(frozen=True)
 class RemixConfig:
     """ReMix's learner schedule (arXiv 2507.06892, docs/methods/ratio-objectives.md §11), used when
     ``algo.objective = remix``.
@@ -304,6 +321,7 @@ or reward models)."""
     async_rl: AsyncConfig = field(default_factory=AsyncConfig)
     log: tuple[str, ...] = ()
     reward: RewardConfig = field(default_factory=RewardConfig)
+    prefix: PrefixConfig = field(default_factory=PrefixConfig)
 
     def validate(self) -> None:
         """Check what the dataclass types cannot, before any work or file is made."""
@@ -338,6 +356,8 @@ or reward models)."""
             if key in a.advantage_params and not a.advantage_params[key] >= 0:
                 raise ConfigError(f"algo.advantage_params.{key} = {a.advantage_params[key]} must be >= 0")
         _positive("algo.dynamic_sampling_rounds", a.dynamic_sampling_rounds)
+        check_range("prefix.prob", self.prefix.prob, "[0, 1]", "the share of training problems given a prefix")
+        check_range("prefix.fraction", self.prefix.fraction, "(0, 1)", "the share of the demonstration's tokens")
         _positive("sampling.max_new_tokens", self.sampling.max_new_tokens)
         if a.dynamic_sampling and self.async_rl.enabled:
             raise ConfigError("algo.dynamic_sampling runs in the synchronous loop only; unset it or async_rl.enabled")

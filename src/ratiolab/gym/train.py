@@ -242,11 +242,15 @@ def _loop(
     return result
 
 
-def evaluate(run_dir: Path, episodes: int = 20, seed: int | None = None) -> EvalResult:
-    """Deterministic evaluation of the latest checkpoint of ``run_dir`` (default seed: the config's)."""
+def load_algorithm(run_dir: Path, step: int | None = None) -> tuple[GymTrainConfig, Algorithm]:
+    """The config of ``run_dir`` and its algorithm with checkpoint ``step`` loaded (default: the latest).
+
+    The algorithm's own env is closed (evaluation and collection make theirs); its observation
+    normaliser is the checkpoint's.
+    """
     run = RunDir.open(run_dir)
     cfg = from_dict(GymTrainConfig, run.config())
-    ckpt = run.latest()
+    ckpt = run.latest() if step is None else run.load(step)
     if ckpt is None:
         raise ValueError(f"evaluate: {run_dir} has no checkpoint yet; train first")
     try:
@@ -255,8 +259,14 @@ def evaluate(run_dir: Path, episodes: int = 20, seed: int | None = None) -> Eval
         raise ValueError(f"evaluate: {err}") from err
     algo = _build(cfg, num_envs=1)
     try:
-        with _threads(cfg.torch_threads):
-            _load(algo, ckpt.weights, ckpt.state, cfg.seed, envs=False)
-            return evaluate_algorithm(algo, episodes, cfg.eval_seed if seed is None else seed)
+        _load(algo, ckpt.weights, ckpt.state, cfg.seed, envs=False)
     finally:
         algo.runner.envs.close()
+    return cfg, algo
+
+
+def evaluate(run_dir: Path, episodes: int = 20, seed: int | None = None) -> EvalResult:
+    """Deterministic evaluation of the latest checkpoint of ``run_dir`` (default seed: the config's)."""
+    cfg, algo = load_algorithm(run_dir)
+    with _threads(cfg.torch_threads):
+        return evaluate_algorithm(algo, episodes, cfg.eval_seed if seed is None else seed)

@@ -24,10 +24,11 @@ Hook points, in the order of one batch:
 - ``after_batch(s, metrics, n_steps)``: after the batch's optimiser steps (metrics).
 - ``state_dict()`` / ``load_state_dict(state)``: checkpointed under ``state_key`` (``None``: no state).
 
-Two class attributes tell the learner what a hook changes: ``reuses_forward`` (the on-policy shortcut,
-``prox_logp`` from the update's own forward, stays valid; default ``False``) and ``advances_state`` (the
+Three class attributes tell the learner what a hook changes: ``reuses_forward`` (the on-policy shortcut,
+``prox_logp`` from the update's own forward, stays valid; default ``False``), ``advances_state`` (the
 hook advances the objective state itself, so the learner does not call ``state.update`` per optimiser
-step; default ``False``).
+step; default ``False``) and ``wants_demonstrations`` (the sampler adds each problem's teacher-forced
+demonstration, ``Experience.expert``; default ``False``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class LearnerHook:
     state_key: ClassVar[str | None] = None
     reuses_forward: bool = False
     advances_state: ClassVar[bool] = False
+    wants_demonstrations: ClassVar[bool] = False
 
     def __init__(self, learner: LMLearner) -> None:
         self.learner = learner

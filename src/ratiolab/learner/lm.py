@@ -19,8 +19,9 @@ The learner parts an objective's entry lists (``Entry.parts``) run as learner ho
 (:mod:`ratiolab.learner.hooks`), called at fixed points of scoring and the update and checkpointed under
 their own keys; inactive (and free) for every other objective. The registered parts:
 ``clip_bias_norm`` (S-PPO/ST-PPO's first gradient pass, :mod:`ratiolab.learner.clip_bias`), ``replay``
-(ReMix's window, UTD, pi_{k-1} and reincarnation, :mod:`ratiolab.learner.replay`) and ``critic`` (SAFE's
-double soft-min critic, :mod:`ratiolab.learner.critic`). An advantage estimator's entry may list parts too:
+(ReMix's window, UTD, pi_{k-1} and reincarnation, :mod:`ratiolab.learner.replay`), ``critic`` (SAFE's
+double soft-min critic, :mod:`ratiolab.learner.critic`) and ``expert_sft`` (CHORD's SFT term on the
+problems' demonstrations, :mod:`ratiolab.learner.expert`). An advantage estimator's entry may list parts too:
 ``value_head`` (GAE/EGAE's token-level value head, :mod:`ratiolab.learner.value_head`).
 """
 
@@ -39,7 +40,7 @@ from transformers import PreTrainedModel
 from ratiolab import advantages, correction, kl, objectives
 from ratiolab.config.train import AlgoConfig
 from ratiolab.engines.sampling import SamplingParams
-from ratiolab.learner import clip_bias, critic, replay, value_head  # noqa: F401  (each registers its learner hook)
+from ratiolab.learner import clip_bias, critic, expert, replay, value_head  # noqa: F401  (each registers its learner hook)
 from ratiolab.learner.hooks import LearnerHook, Scored, hook_types, state_keys
 from ratiolab.objectives.kl_control import AdaptiveKLController, FixedKLController, make_kl_controller
 from ratiolab.objectives.state import observes
@@ -146,6 +147,8 @@ class LMLearner:
             raise ValueError(f"algo.objective = {algo.objective} with algo.advantage = {algo.advantage}: learner parts "
                              f"{scorers} each score the batch themselves; pick an advantage the objective does not "
                              "replace (e.g. grpo)")
+        #: a hook trains on the problems' teacher-forced demonstrations: the sampler collects them
+        self.wants_demonstrations = any(h.wants_demonstrations for h in self.hooks)
         #: one epoch, one minibatch, the current weights as old policy (and no hook that needs its own scoring
         #: forward): the training forward gives prox_logp exactly, so score() skips its own forward (set False
         #: to force it)

@@ -112,12 +112,19 @@ def join_groups(parts: list[tuple[Experience, torch.Tensor]]) -> Experience:
     greedy = None
     if rows[0][0].greedy_rewards is not None:
         greedy = torch.cat([e.greedy_rewards[r] for e, r in rows if e.greedy_rewards is not None])
+    if rows[0][0].expert is not None:
+        raise ValueError("algo.dynamic_sampling cannot join batches that carry demonstrations (Experience.expert); "
+                         "turn dynamic sampling off for an objective that trains on them")
+    prefix_tokens = None
+    if rows[0][0].prefix_tokens is not None:
+        prefix_tokens = torch.cat([e.prefix_tokens[r] for e, r in rows if e.prefix_tokens is not None])
     components = None
     if rows[0][0].reward_components is not None:
         components = torch.cat([e.reward_components[r] for e, r in rows if e.reward_components is not None])
     return Experience(
         rollout, [e.problems[i] for e, r in rows for i in r.tolist()], torch.cat([e.rewards[r] for e, r in rows]),
         group_ids, sum(e.reward_errors for e, _ in rows), greedy, reward_components=components,
+        prefix_tokens=prefix_tokens,
     )
 
 
@@ -127,7 +134,8 @@ def _turn_ids(ro: Rollout) -> torch.Tensor:
 
 
 def sample_batch(
-    cfg: TrainConfig, engine: HFEngine, task: tasks.Task, sampling: SamplingParams, step: int
+    cfg: TrainConfig, engine: HFEngine, task: tasks.Task, sampling: SamplingParams, step: int,
+    with_expert: bool = False,
 ) -> tuple[Experience, dict[str, float]]:
     """The step's batch of ``prompts_per_step`` groups. With ``algo.dynamic_sampling`` (DAPO, arXiv 2503.14476)
     groups whose rewards are all equal are dropped and further groups sampled, at most
@@ -138,7 +146,8 @@ def sample_batch(
     spare: list[tuple[Experience, torch.Tensor]] = []
     n_kept = dropped = 0
     for round_ in range(a.dynamic_sampling_rounds if a.dynamic_sampling else 1):
-        exp = sample_step(cfg, engine, task, sampling, step, "" if round_ == 0 else f"-round{round_}")
+        exp = sample_step(cfg, engine, task, sampling, step, "" if round_ == 0 else f"-round{round_}",
+                          with_expert=with_expert)
         if not a.dynamic_sampling:
             return exp, {}
         good = informative_groups(exp.rewards, exp.group_ids)
@@ -176,7 +185,7 @@ def _run_sync(
         replayed = learner.replay(torch.Generator().manual_seed(step_seed(cfg.seed, step, "replay")))
         sampled: dict[str, float] = {}
         if replayed is None:
-            exp, sampled = sample_batch(cfg, engine, task, sampling, step)
+            exp, sampled = sample_batch(cfg, engine, task, sampling, step, learner.wants_demonstrations)
         t1 = time.perf_counter()
         if replayed is None:
             prox = None if strategy is None else strategy.prox_logp(exp, step - 1)
@@ -194,8 +203,21 @@ def _run_sync(
             "reward/errors": exp.reward_errors,
             "response/length": float(exp.rollout.mask.sum(-1).float().mean()),
             "time/generate": t1 - t0, "time/score": t2 - t1, "time/train": time.perf_counter() - t2,
-        })
+        } | batch_metrics(exp))
         finish_step(step, metrics)
+
+
+def batch_metrics(exp: Experience) -> dict[str, float]:
+    """What the batch carries besides its samples: the greedy baseline's mean reward (``reward/greedy_mean``),
+    the off-policy prefix tokens kept out of the loss (``prefix/tokens``, ``prefix/rows``: their sum and the
+    share of rows with one)."""
+    out: dict[str, float] = {}
+    if exp.greedy_rewards is not None:
+        out["reward/greedy_mean"] = float(exp.greedy_rewards.mean())
+    if exp.prefix_tokens is not None:
+        out["prefix/tokens"] = float(exp.prefix_tokens.sum())
+        out["prefix/rows"] = float((exp.prefix_tokens > 0).float().mean())
+    return out
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None = None,
