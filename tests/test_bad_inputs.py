@@ -144,10 +144,23 @@ CASES: list[tuple[str, list[str], str]] = [
     ("eval-context", [*EVAL, "--max-new-tokens", "600"], r"a prompt of \d+ tokens \+ max_new_tokens = 600 exceeds"),
     ("eval-task", [*EVAL, "--task", "nosuch"], r"--task 'nosuch' / task.params \{\}: unknown task 'nosuch'"),
     ("eval-level", [*EVAL, "--level", "99"], r"--task 'arithmetic' / task.params \{'level': 99\}: .*level"),
+    ("lm-preset", [*LM, "--preset", "nosuch"], r"--preset 'nosuch' is not a language-model preset; valid presets: "
+     r"\['ppo-max'\] \(classic-control presets need --env\)"),
     ("pretrain-preset", ["pretrain", "--preset", "huge"], r"preset = 'huge' is not one of \['tiny'"),
     ("pretrain-steps-flag", ["pretrain", "--steps", "0"], r"steps = 0 must be a positive integer"),
     ("pretrain-lr-flag", ["pretrain", "--lr", "nan"], r"lr = nan is not a finite number"),
     ("pretrain-task", ["pretrain", "--task", "nosuch"], r"unknown task 'nosuch'"),
+    ("pretrain-model-missing", ["pretrain", "--model", "{f}/nothing"], r"model folder '.*nothing' does not exist"),
+    ("pretrain-model-no-config", ["pretrain", "--model", "{f}/no_config"],
+     r"no_config has no config\.json \(the model config\)"),
+    ("pretrain-model-unknown-type", ["pretrain", "--model", "{f}/unknown_type"],
+     r"the model in .*unknown_type does not load"),
+    ("pretrain-model-truncated", ["pretrain", "--model", "{f}/truncated"],
+     r"truncated/model\.safetensors is truncated or damaged"),
+    ("pretrain-model-no-tokenizer", ["pretrain", "--model", "{f}/no_tokenizer"],
+     r"no_tokenizer has no tokenizer files"),
+    ("pretrain-model-context", ["pretrain", "--model", "{f}/short_context", "--steps", "1"],
+     r"task arithmetic: a demonstration of \d+ tokens \(prompt, completion, EOS\) exceeds the model's context of 4"),
     ("sweep-staleness", ["sweep", "--staleness", "0,two", "--out", "sweep"], r"--staleness '0,two': give comma-"),
     ("sweep-workers", ["sweep", "--workers", "0", "--out", "sweep"], r"sweep workers = 0 must be >= 1"),
     ("sweep-objective", ["sweep", "--objectives", "ppo,nosuch", "--out", "sweep"], r"unknown objective 'nosuch'"),
@@ -227,6 +240,10 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (f / "no_weights" / "model.safetensors").unlink()
     (f / "garbage_bin" / "model.safetensors").unlink()
     (f / "garbage_bin" / "pytorch_model.bin").write_bytes(b"not a pickle")
+    short, _ = build_policy("nano", seed=0)
+    short.config.max_position_embeddings = 4
+    short.save_pretrained(f / "short_context")
+    tok.save_pretrained(f / "short_context")
     model.resize_token_embeddings(50)
     model.save_pretrained(f / "small_vocab")
     tok.save_pretrained(f / "small_vocab")

@@ -10,11 +10,12 @@ from ratiolab.cli import main
 from ratiolab.objectives import names
 
 
-@pytest.mark.parametrize("what", ["objectives", "advantages", "corrections"])
+@pytest.mark.parametrize("what", ["objectives", "preference", "advantages", "corrections"])
 def test_list_prints_every_entry(what: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", what]) == 0
     out = capsys.readouterr().out
-    expected = {"objectives": names(), "advantages": ["gae", "grpo", "remax"], "corrections": ["truncate", "mask"]}
+    expected = {"objectives": names(), "preference": ["dpo", "p3o", "brain"], "advantages": ["gae", "grpo", "remax"],
+                "corrections": ["truncate", "mask"]}
     for name in expected[what]:
         assert name in out
     if what == "objectives":

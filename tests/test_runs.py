@@ -90,8 +90,8 @@ def test_rng_state_round_trip() -> None:
 def test_report_has_plots_for_logged_keys_only(tmp_path: Path) -> None:
     run = RunDir.create(tmp_path / "r", {"task": "t"})
     for step in range(5):
-        run.log({"step": step, "reward": step / 4, "clip_frac": 0.1})
-    out = write_report(run, [Panel("reward", ("reward",)), Panel("kl", ("kl/k3",))], title="t",
+        run.log({"step": step, "reward/mean": step / 4, "clip_frac": 0.1})
+    out = write_report(run, [Panel("reward", ("reward/mean",)), Panel("kl", ("kl/k3",))], title="t",
                        summary=[("final reward", "1.0")])
     page = out.read_text()
     assert "plots/00-reward.png" in page

@@ -1,4 +1,4 @@
-"""The ``ratiolab`` command line: list, config, pretrain, train, eval, export, report, demo."""
+"""The ``ratiolab`` command line: list, config, pretrain, train, eval, export, report, demo, data, offline."""
 
 from __future__ import annotations
 
@@ -76,10 +76,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from ratiolab.advantages import ADVANTAGES
     from ratiolab.correction import CORRECTIONS
     from ratiolab.objectives import COMMON, OBJECTIVES
+    from ratiolab.preference import PREFERENCE_LOSSES
 
     if args.what == "objectives":
         console.print(registry_table(OBJECTIVES, "objectives", hide=tuple(COMMON)))
         console.print("every objective also takes: " + ", ".join(f"{k}={v!r}" for k, v in COMMON.items()))
+    elif args.what == "preference":
+        console.print(registry_table(PREFERENCE_LOSSES, "preference losses (ratiolab.preference, pairs of responses)"))
     elif args.what == "advantages":
         console.print(registry_table(ADVANTAGES, "advantage estimators"))
     elif args.what == "corrections":
@@ -135,6 +138,10 @@ def _train_config(args: argparse.Namespace) -> Any:
         cfg = _stored_config(TrainConfig, args)
     else:
         cfg = load_yaml(TrainConfig, args.config) if args.config else TrainConfig()
+        if getattr(args, "preset", None):  # a language-model preset: its assignments onto the config
+            from ratiolab.config.presets import preset
+
+            cfg = preset(args.preset, cfg)
     task = getattr(args, "task", None)
     # another task starts from its own defaults: the config's task.params belong to its task
     sets = [f"task.name={json.dumps(task)}", "task.params={}"] if task not in (None, cfg.task.name) else []
@@ -146,6 +153,8 @@ def _train_config(args: argparse.Namespace) -> Any:
             sets.append(f"{key}={json.dumps(value)}")  # a JSON string is a YAML string: paths keep ':' and '#'
     if getattr(args, "resume", None):
         sets.append(f"run_dir={json.dumps(args.resume)}")
+    if getattr(args, "reward", None) is not None:
+        sets.append(f"reward.models={json.dumps(_reward_models(args.reward))}")
     if getattr(args, "async_rl", False):
         sets.append("async_rl.enabled=true")
     if getattr(args, "backend", None):
@@ -153,6 +162,39 @@ def _train_config(args: argparse.Namespace) -> Any:
     if getattr(args, "address", None):
         sets.append(f"async_rl.ray_address={args.address}")
     return override(cfg, [*sets, *_log_set(args)])
+
+
+def _reward_models(spec: str) -> list[str]:
+    """``--reward verifier`` (no reward models) or ``--reward model:DIR[,DIR...]`` as the list of folders."""
+    if spec == "verifier":
+        return []
+    kind, sep, folders = spec.partition(":")
+    names = [f.strip() for f in folders.split(",") if f.strip()]
+    if kind != "model" or not sep or not names:
+        raise ConfigError(f"--reward {spec!r}: use verifier, or model:DIR (model:DIR1,DIR2 for an ensemble)")
+    return names
+
+
+def _cmd_rm(args: argparse.Namespace) -> int:
+    from ratiolab.reward_model import RMTrainConfig, generate_pairs, train_reward_model, write_pairs
+
+    task = _task(args)
+    params = _task_config(args).params
+    if args.rm_command == "pairs":
+        pairs = generate_pairs(task, args.n, split=args.split, seed=args.seed, label_noise=args.label_noise)
+        console.print(f"wrote {len(pairs)} pairs to {write_pairs(args.out, pairs)}")
+        return 0
+    cfg = RMTrainConfig(
+        task=args.task, task_params=params, pairs=args.pairs, n_pairs=args.n_pairs, eval_pairs=args.eval_pairs,
+        label_noise=args.label_noise, init=args.init, preset=args.preset, loss=args.loss,
+        crm_variant=args.crm_variant, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        ensemble=args.ensemble,
+    )
+    for result in train_reward_model(cfg, args.out):
+        console.print(f"saved reward model to {result.out_dir}: loss {result.first_loss:.3f} -> "
+                      f"{result.final_loss:.3f}, held-out pair accuracy {result.eval_accuracy:.1%} "
+                      f"({result.seconds:.1f} s)")
+    return 0
 
 
 def _log_set(args: argparse.Namespace) -> list[str]:
@@ -271,6 +313,16 @@ def _cmd_train_gym(args: argparse.Namespace) -> int:
 def _task(args: argparse.Namespace) -> Any:
     """The task of ``--task`` / ``--level`` / ``--set task.params...``; a bad name or parameter is a one-line error."""
     from ratiolab import tasks
+
+    cfg = _task_config(args)
+    try:
+        return tasks.get(cfg.name, **cfg.params)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"--task {args.task!r} / task.params {cfg.params}: {err}") from err
+
+
+def _task_config(args: argparse.Namespace) -> Any:
+    """The ``TaskConfig`` of ``--task`` / ``--level`` / ``--set task.params...`` (other ``--set`` keys refused)."""
     from ratiolab.config.train import TaskConfig
 
     bad = [s for s in args.set or [] if not s.startswith("task.params")]
@@ -278,23 +330,22 @@ def _task(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--set {bad[0]!r}: {args.command} takes task parameters only, e.g. "
                           "--set task.params.level=3 or --set task.params={path: data.jsonl}")
     base = TaskConfig(name=args.task, params={"level": args.level} if args.level is not None else {})
-    cfg = override(base, [s.removeprefix("task.") for s in args.set or []])
-    try:
-        return tasks.get(cfg.name, **cfg.params)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"--task {args.task!r} / task.params {cfg.params}: {err}") from err
+    return override(base, [s.removeprefix("task.") for s in args.set or []])
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from ratiolab.policies.pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(task=args.task, preset=args.preset, steps=args.steps, lr=args.lr, seed=args.seed)
+    cfg = PretrainConfig(task=args.task, preset=args.preset, steps=args.steps, lr=args.lr, seed=args.seed,
+                         model=args.model)
     cfg.validate()
     task = _task(args)
-    out = Path(args.out or f".cache/ratiolab/pretrained/{args.task}-{args.preset}-cli")
+    start = args.preset if args.model is None else Path(args.model).name
+    out = Path(args.out or f".cache/ratiolab/pretrained/{args.task}-{start}-cli")
     with pretrain_progress(cfg.steps) as step:
         result = pretrain(task, out, cfg, progress=step)
-    console.print(f"saved {result.n_params:,}-parameter {args.preset} policy to {result.out_dir} "
+    what = f"{args.preset} policy" if args.model is None else f"policy (from {args.model})"
+    console.print(f"saved {result.n_params:,}-parameter {what} to {result.out_dir} "
                   f"in {result.seconds:.1f} s (final loss {result.final_loss:.3f})")
     return 0
 
@@ -341,18 +392,28 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from ratiolab.gym.train import PANELS as GYM_PANELS
-    from ratiolab.learner.train import PANELS as LM_PANELS
-    from ratiolab.report import rewrite_report
+    from ratiolab.report import panels_for, rewrite_report
     from ratiolab.runs import RunDir
 
     run = RunDir.open(args.run)
-    panels = GYM_PANELS if "env_id" in run.config() else LM_PANELS  # the kind of run: a gym config has env_id
     try:
-        out = rewrite_report(run, panels, title=f"ratiolab run {run.path.name}")
+        out = rewrite_report(run, panels_for(run.config()), title=f"ratiolab run {run.path.name}")
     except ValueError as err:
         raise ConfigError(str(err)) from err
     console.print(f"report: {out}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from ratiolab.report import compare_runs
+    from ratiolab.runs import default_run_dir
+
+    try:
+        res = compare_runs(args.runs, args.out or default_run_dir("compare"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    console.print(res.markdown, end="", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"report: {res.report}")
     return 0
 
 
@@ -396,6 +457,47 @@ def _cmd_ope(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_collect(args: argparse.Namespace) -> int:
+    from ratiolab.offline.collect import CollectConfig, collect
+    from ratiolab.offline.dataset import DatasetError, read_dataset
+
+    cfg = CollectConfig(env_id=args.env, policy=args.policy, steps=args.steps, seed=args.seed, source=args.source or "",
+                        train_steps=args.train_steps, noise=args.noise, epsilon=args.epsilon)
+    try:
+        out = collect(cfg, args.out, overwrite=args.force, log=console.print)
+        data = read_dataset(out)
+    except DatasetError as err:
+        raise ConfigError(str(err)) from err
+    rets = data.episode_returns()
+    console.print(f"wrote {len(data)} transitions ({len(rets)} complete episodes, mean return {rets.mean():.1f}) "
+                  f"to {out}; reference returns {data.meta.ref_returns}")
+    return 0
+
+
+def _cmd_offline_train(args: argparse.Namespace) -> int:
+    from ratiolab.offline.dataset import DatasetError
+    from ratiolab.offline.learners import LearnerConfig
+    from ratiolab.offline.train import OfflineTrainConfig, train
+
+    learner = LearnerConfig() if args.hidden is None else LearnerConfig(hidden=[int(h) for h in args.hidden.split(",")])
+    cfg = OfflineTrainConfig(algo=args.algo, data=args.data, steps=args.steps, batch_size=args.batch_size,
+                             seed=args.seed, eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                             learner=learner)
+    run_dir = args.run_dir or f"runs/offline-{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def show(row: dict[str, Any]) -> None:
+        score = row.get("eval/normalised_score")
+        console.print(f"step {row['step']}: eval return {row['eval/return_mean']:.1f}"
+                      + ("" if score is None else f", normalised score {score:.1f}"))
+
+    try:
+        train(cfg, run_dir, log=show)
+    except DatasetError as err:
+        raise ConfigError(str(err)) from err
+    console.print(f"run directory: {run_dir}")
+    return 0
+
+
 def _cmd_showcase(args: argparse.Namespace) -> int:
     from ratiolab.showcase import run
 
@@ -429,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
 
     p = add("list", help="print a registry as a table")
-    p.add_argument("what", choices=["objectives", "advantages", "corrections", "old-logits", "tasks"])
+    p.add_argument("what", choices=["objectives", "preference", "advantages", "corrections", "old-logits", "tasks"])
     p.set_defaults(fn=_cmd_list)
 
     p = add("train", help="RL-train a policy (language model, or a gym env with --env)")
@@ -452,9 +554,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="gymnasium environment id: train the classic-control track")
     p.add_argument("--algo", help="classic-control algorithm (with --env; default ppo): ppo, mdpo, bpo, props, "
                    "pdppo, pqn, mdpo_off")
-    p.add_argument("--preset", help="classic-control preset (with --env), e.g. cartpole-ppo-zoo, cartpole-pqn")
+    p.add_argument("--preset", help="a recipe: the language-model ppo-max (PPO-max, arXiv 2307.04964), or a "
+                   "classic-control preset with --env, e.g. cartpole-ppo-zoo, cartpole-pqn")
     p.add_argument("--log", help=LOG_HELP)
+    p.add_argument("--reward", help="where rewards come from: verifier (the task's, default) or model:DIR (a reward "
+                   "model from ratiolab rm train; model:DIR1,DIR2 for an ensemble, see reward.ensemble); the verifier "
+                   "stays the gold score")
     p.set_defaults(fn=_cmd_train)
+
+    p = add("rm", help="reward models: preference pairs from a task, Bradley-Terry / PPO-M training")
+    rm_sub = p.add_subparsers(dest="rm_command", required=True)
+    for name, text in (("train", "train a reward model (or --ensemble K) on preference pairs; save_pretrained"),
+                       ("pairs", "write preference pairs of a task to a .jsonl or .parquet file")):
+        q = rm_sub.add_parser(name, help=text, description=text, formatter_class=_Help)
+        q.add_argument("--task", default="arithmetic", help="registered single-turn task (ratiolab list tasks)")
+        q.add_argument("--level", type=int, help="arithmetic level (short for --set task.params.level=N)")
+        _task_flags(q)
+        q.add_argument("--label-noise", dest="label_noise", type=float, default=0.0,
+                       help="probability that a generated pair's labels are swapped")
+        q.add_argument("--seed", type=int, default=0, help="seed of the pairs (and of the first member)")
+        q.add_argument("--out", required=True, help="output folder (train) or pair file (pairs)")
+        q.set_defaults(fn=_cmd_rm)
+    d_rm = _rm_defaults()
+    q.add_argument("--n", type=int, default=1000, help="pairs to write")
+    q.add_argument("--split", default="train", choices=["train", "test"], help="task split of the prompts")
+    t = rm_sub.choices["train"]
+    t.add_argument("--pairs", help="a pair file (.jsonl/.parquet: prompt, chosen, rejected) instead of generated pairs")
+    t.add_argument("--n-pairs", dest="n_pairs", type=int, default=d_rm.n_pairs, help="generated training pairs")
+    t.add_argument("--eval-pairs", dest="eval_pairs", type=int, default=d_rm.eval_pairs,
+                   help="held-out pairs (test split, no label noise)")
+    t.add_argument("--init", help="policy folder whose trunk the RM starts from, or an RM folder (PPO-M's base RM); "
+                   "default: a fresh --preset trunk")
+    t.add_argument("--preset", default=d_rm.preset, help="trunk size preset without --init")
+    t.add_argument("--loss", default=d_rm.loss, choices=["bt", "crm"], help="bt: Bradley-Terry; crm: PPO-M's "
+                   "calibrated loss")
+    t.add_argument("--crm-variant", dest="crm_variant", default=d_rm.crm_variant,
+                   help="crm, combined, variant_1 or kwise (with --loss crm)")
+    t.add_argument("--steps", type=int, default=d_rm.steps, help="optimiser steps per member")
+    t.add_argument("--batch-size", dest="batch_size", type=int, default=d_rm.batch_size, help="pairs per step")
+    t.add_argument("--lr", type=float, default=d_rm.lr, help="learning rate")
+    t.add_argument("--ensemble", type=int, default=1, help="train K members (seeds seed..seed+K-1) into OUT/member-k")
 
     p = add("sweep", help="objective x max_staleness x old_logits x seeds: the staleness lab")
     _config_flags(p)
@@ -477,7 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="arithmetic", help="registered task (ratiolab list tasks)")
     p.add_argument("--level", type=int, help="arithmetic level (short for --set task.params.level=N)")
     _task_flags(p)
-    p.add_argument("--preset", default="tiny", help="model size preset")
+    p.add_argument("--preset", default="tiny", help="model size preset of a fresh policy")
+    p.add_argument("--model", help="local Hugging Face causal-LM folder (save_pretrained: model and tokenizer) to "
+                   "pre-train from instead of a fresh --preset policy")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--seed", type=int, default=0, help="initialisation and problem seed")
@@ -500,13 +641,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.set_defaults(fn=_cmd_report)
 
+    p = add("compare", help="overlay several runs of one kind per panel, with a summary table")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--out", help="output folder (default: a new runs/compare-<time>)")
+    p.set_defaults(fn=_cmd_compare)
+
     p = add("export", help="the latest intact checkpoint of a language-model run as a plain Hugging Face folder")
     p.add_argument("run", help="run directory")
     p.add_argument("--out", help="output folder, new or empty (default RUN/export)")
     p.set_defaults(fn=_cmd_export)
 
     p = add("config", help="print the full training config as YAML (what --config FILE accepts)")
-    p.add_argument("--show", action="store_true", help="print the config: the defaults, or --config/--set applied")
+    p.add_argument("--show", action="store_true", help="print the config: the defaults, or --config/--preset/--set "
+                   "applied")
+    p.add_argument("--preset", help="a language-model preset applied before --set, e.g. ppo-max")
     _config_flags(p)
     p.set_defaults(fn=_cmd_config)
 
@@ -520,6 +668,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=_cmd_ope)
 
+    p = add("data", help="offline RL datasets: `ratiolab data collect ...`")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("collect", help="write a D4RL-style transition dataset from ratiolab's gym policies",
+                            formatter_class=_Help)
+    p.add_argument("--env", default="Pendulum-v1", help="gymnasium environment id")
+    p.add_argument("--policy", default="random", choices=["random", "medium", "expert", "medium-replay"])
+    p.add_argument("--steps", type=int, default=10_000, help="transitions to collect")
+    p.add_argument("--out", required=True, help="dataset folder (new; see --force)")
+    p.add_argument("--source", help="gym run directory whose checkpoints give expert/medium (default: train one "
+                   "into OUT-source with the gym trainer)")
+    p.add_argument("--train-steps", dest="train_steps", type=int, default=15_000,
+                   help="env steps of the source run trained when --source is not given")
+    p.add_argument("--noise", type=float, default=0.1, help="behaviour Gaussian std, as a fraction of the action "
+                   "half-range (continuous actions)")
+    p.add_argument("--epsilon", type=float, default=0.1, help="epsilon-greedy exploration (discrete actions)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.set_defaults(fn=_cmd_data_collect)
+
+    p = add("offline", help="offline RL on a transition dataset: `ratiolab offline train ...`")
+    off_sub = p.add_subparsers(dest="offline_command", required=True)
+    p = off_sub.add_parser("train", help="train TD3+BC, IQL or PRDC on a dataset; evaluate in its env",
+                           formatter_class=_Help)
+    p.add_argument("--algo", default="td3bc", help="registered offline learner: td3bc, iql, prdc")
+    p.add_argument("--data", required=True, help="dataset folder (ratiolab data collect --out)")
+    p.add_argument("--steps", type=int, default=100_000, help="gradient steps")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    p.add_argument("--hidden", help="hidden layer widths, comma-separated (default 256,256)")
+    p.add_argument("--eval-every", dest="eval_every", type=int, default=5000, help="gradient steps between evaluations")
+    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", dest="run_dir", help="run directory (default: a new runs/offline-<algo>-<time>)")
+    p.set_defaults(fn=_cmd_offline_train)
+
     p = add("showcase", help="every objective on one stale sequence, per old-logit source")
     p.set_defaults(fn=_cmd_showcase)
 
@@ -527,6 +709,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="ignore the cached pre-trained base")
     p.set_defaults(fn=_cmd_demo)
     return parser
+
+
+def _rm_defaults() -> Any:
+    from ratiolab.reward_model.train import RMTrainConfig
+
+    return RMTrainConfig()
 
 
 def _config_flags(p: argparse.ArgumentParser) -> None:

@@ -17,6 +17,13 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def last_valid(mask: torch.Tensor) -> torch.Tensor:
+    """One-hot ``[B, T]`` of the last valid token of each row (all 0 for an empty row)."""
+    idx = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    last = torch.where(mask > 0, idx, torch.full_like(idx, -1)).max(-1, keepdim=True).values
+    return (idx == last).to(mask.dtype)
+
+
 def masked_var(x: torch.Tensor, mask: torch.Tensor, ddof: int = 0) -> torch.Tensor:
     """Masked variance with ``ddof`` (0: population, 1: unbiased)."""
     n = mask.sum()

@@ -240,7 +240,8 @@ def decode_state(tree: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
     return dec(tree)
 
 
-def _digest(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of the file at ``path``."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -394,7 +395,7 @@ class RunDir:
         save_file(tensors, str(tmp / STATE_FILES[0]))
         (tmp / STATE_FILES[1]).write_text(json.dumps({"format": FORMAT, "state": tree}))
         names = sorted(f.name for f in tmp.iterdir())
-        files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _digest(tmp / name)} for name in names}
+        files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)} for name in names}
         (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT, "step": step, "files": files}, indent=1))
         for name in (*names, "manifest.json"):
             _fsync(tmp / name)
@@ -446,7 +447,7 @@ class RunDir:
             f = folder / name
             if not f.is_file():
                 raise CheckpointError(f"{folder} is damaged: {name} is missing")
-            if f.stat().st_size != size or _digest(f) != sha:
+            if f.stat().st_size != size or sha256_file(f) != sha:
                 raise CheckpointError(f"{folder} is damaged: {name} does not match its checksum in manifest.json")
         try:
             weights = load_file(str(folder / (WEIGHTS if WEIGHTS in expected else HF_WEIGHTS)))

@@ -36,7 +36,12 @@ def test_sweep_grid_table_claims_and_report(tmp_path: Path) -> None:
     assert "exact old logits beat behaviour-as-old at max_staleness 1" in (out / "claims.md").read_text()
     for png in ("final_pass1.png", "curves.png", "claims.png"):
         assert (out / png).stat().st_size > 1000
-    assert "final_pass1.png" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "final_pass1.png" in page and "href='runs/report.html'" in page
+    compared = (out / "runs" / "summary.md").read_text().splitlines()[2:]
+    assert sorted(line.split(" | ")[0][2:] for line in compared) == sorted(Path(c["run_dir"]).name
+                                                                           for c in data["cells"])
+    assert (out / "runs" / "plots" / "01-held_out_accuracy.png").stat().st_size > 1000
 
 
 def test_summary_table_gives_t_intervals_over_seeds_and_counts_collapses() -> None:

@@ -53,6 +53,8 @@ def test_resume_continues_bit_for_bit(tmp_path: Path, cache_dir: Path) -> None:
     b = load_file(str(res_resumed.run_dir / "checkpoints" / "step-00000004" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert [r["step"] for r in RunDir.open(res_resumed.run_dir).metrics()] == [0, 1, 2, 3, 4]
+    elapsed = [r["time/elapsed"] for r in RunDir.open(res_resumed.run_dir).metrics()]
+    assert elapsed == sorted(elapsed) and elapsed[0] > 0  # the resumed run continues the clock
     assert (res_full.run_dir / "report.html").is_file() and any((res_full.run_dir / "plots").iterdir())
 
 
@@ -61,7 +63,8 @@ def experience() -> tuple[torch.nn.Module, object]:
     model, tok = build_policy("tiny", seed=0)
     task = tasks.get("arithmetic", level=1)
     engine = HFEngine(model, tok, dtype=torch.bfloat16)
-    exp = collect(engine, task, task.sample(4, seed=1), 4, SamplingParams(max_new_tokens=4), seed=3)
+    exp = collect(engine, task, task.sample(4, seed=1), 4, SamplingParams(max_new_tokens=4), seed=3,
+                  with_expert=True)  # demonstrations for the objectives that also train on them (CHORD)
     exp.rewards = torch.tensor([1.0, 0.0, 0.0, 1.0] * 4)  # a random policy is never right: give it signal
     return model, exp
 
@@ -112,7 +115,8 @@ def test_raising_verifier_scores_zero_and_is_counted() -> None:
         (["algo.kl_coef=0.1"], "set both"),
         (["algo.kl_placement=reward_token", "algo.kl_coef=0.1"], "needs a token-level advantage"),
         (["steps=0"], "steps = 0 must be a positive integer"),
-        (["algo.advantage=gae"], "needs a value head"),
+        (["algo.value.value_clip=0"], r"algo\.value\.value_clip = 0\.0 must be in \(0, inf\) \(or null: none\)"),
+        (["algo.value.reward_norm=true"], "set algo.value.reward_scaling=true"),
     ],
 )
 def test_bad_config_fails_before_any_file_is_written(tmp_path: Path, sets: list[str], match: str) -> None:

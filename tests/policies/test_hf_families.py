@@ -32,10 +32,14 @@ from transformers import (
 
 from ratiolab import tasks
 from ratiolab.cli import main
+from ratiolab.config import override
 from ratiolab.engines import HFEngine, SamplingParams, hf_engine
 from ratiolab.engines.decoders import CompiledLlamaDecoder, FusedLlamaDecoder, HFDecoder
+from ratiolab.learner import TrainConfig
+from ratiolab.learner.lm import LMLearner
 from ratiolab.policies import load_policy, token_logprobs
 from ratiolab.policies.pretrain import completion_loss, demonstration_batch
+from ratiolab.rollout import collect
 
 FAMILIES = ("gpt2", "llama", "qwen2")
 CHAT = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
@@ -280,3 +284,76 @@ def test_saved_tokenizer_loads_back_as_saved(family: str, tok: PreTrainedTokeniz
     text = "What is 12 plus 3?\n12+3=15 #### 15"
     assert loaded(text)["input_ids"] == tok(text)["input_ids"] and len(loaded) == len(tok)
     assert loaded.chat_template == CHAT and loaded.padding_side == "left"
+
+
+def _pretrain(model: Path, data: Path, out: Path, *extra: str) -> int:
+    return main(["pretrain", "--model", str(model), "--task", "jsonl", "--out", str(out), "--steps", "30",
+                 "--lr", "1e-2", "--set", f"task.params={{path: {data}, question: q, answer: a{''.join(extra)}}}"])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_pretrain_from_a_model_folder(family: str, folders: dict[str, Path], tmp_path: Path) -> None:
+    """``ratiolab pretrain --model DIR`` continues any family's checkpoint on the task's demonstrations and writes a
+    folder that plain ``AutoModelForCausalLM.from_pretrained`` loads as the same class, every weight moved and the
+    demonstration loss lower; the tokenizer is saved with it unchanged."""
+    assert _pretrain(folders[family], folders["data"], tmp_path / "out") == 0
+    start = AutoModelForCausalLM.from_pretrained(folders[family])
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert type(trained) is type(start)
+    moved = [n for n, p in trained.named_parameters() if not torch.equal(p, start.get_parameter(n))]
+    assert len(moved) == len(list(start.parameters())), moved
+    _, tok = load_policy(tmp_path / "out")
+    task = tasks.get("jsonl", path=folders["data"], question="q", answer="a")
+    batch = demonstration_batch(tok, task, task.sample(16, "train"))
+    with torch.no_grad():
+        assert float(completion_loss(trained.eval(), *batch)) < 0.8 * float(completion_loss(start.eval(), *batch))
+    assert json.loads((tmp_path / "out" / "pretrain.json").read_text())["config"]["model"] == str(folders[family])
+
+
+def test_pretraining_and_rl_sampling_encode_chat_prompts_alike(tok: PreTrainedTokenizerFast,
+                                                               folders: dict[str, Path]) -> None:
+    """With ``chat_template`` on, a demonstration's prompt tokens are the ids the RL engine samples after (chat
+    template, generation prompt, no extra BOS); the completion follows, then EOS. Off, both use the plain prompt."""
+    engine = HFEngine(build("qwen2", len(tok)), tok, dtype=torch.float32)
+    for chat in (True, False):
+        extra: dict[str, Any] = {"chat_template": True, "system": "Add."} if chat else {}
+        task = tasks.get("jsonl", path=folders["data"], question="q", answer="a", **extra)
+        problems = task.sample(3, "train")
+        ids, attention, labels = demonstration_batch(tok, task, problems)
+        prompts, prompt_mask = engine.encode_prompts([p.prompt for p in problems])
+        for i, p in enumerate(problems):
+            sampled = prompts[i][prompt_mask[i].bool()].tolist()
+            row = ids[i][attention[i].bool()].tolist()
+            assert row[: len(sampled)] == sampled and (labels[i, : len(sampled)] == -100).all()
+            completion = tok(task.demonstration(p), add_special_tokens=False)["input_ids"]
+            assert row[len(sampled):] == [*completion, tok.eos_token_id]
+        assert (tok.decode(ids[0][: len(prompts[0][prompt_mask[0].bool()])]).count("<|assistant|>") == 1) == chat
+
+
+def test_pretrain_chat_prompts_need_a_chat_template(tmp_path: Path, folders: dict[str, Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    bare = tmp_path / "bare"
+    build("llama", len(bpe_tokenizer())).save_pretrained(bare)
+    bpe_tokenizer(chat=False).save_pretrained(bare)
+    assert _pretrain(bare, folders["data"], tmp_path / "out", ", chat_template: true") == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("error: task jsonl: a chat prompt"), errors
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("trunk", ["shared", "separate"])
+def test_value_head_trains_on_every_family(family: str, trunk: str, folders: dict[str, Path]) -> None:
+    """``ppo`` + ``gae``: the value head reads each family's final hidden states (its own trunk: the family's base
+    model), and its loss on a fixed batch falls."""
+    model, tok = load_policy(folders[family])
+    task = tasks.get("jsonl", path=folders["data"], question="q", answer="a")
+    exp = collect(HFEngine(model, tok, dtype=torch.float32), task, task.sample(4, "train"), 2,
+                  SamplingParams(max_new_tokens=5), seed=0)
+    exp.rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    algo = override(TrainConfig(), ["algo.objective=ppo", "algo.advantage=gae", "algo.samples_per_prompt=2",
+                                    "algo.minibatches=1", "algo.lr=3e-3", "algo.warmup_steps=0",
+                                    f"algo.value.model={trunk}", "algo.value.target_lam=1.0"]).algo
+    learner = LMLearner(model, algo, temperature=1.0)
+    losses = [learner.update(learner.score(exp), torch.Generator().manual_seed(k))["value/loss"] for k in range(10)]
+    assert losses[-1] < 0.6 * losses[0], losses

@@ -6,14 +6,7 @@ import torch
 
 from ratiolab.advantages.core import ADVANTAGES, require_shape
 from ratiolab.advantages.group import group_stats
-from ratiolab.masked import masked_whiten
-
-
-def _last_valid(mask: torch.Tensor) -> torch.Tensor:
-    """One-hot ``[B, T]`` of the last valid token of each row."""
-    idx = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    last = torch.where(mask > 0, idx, torch.full_like(idx, -1)).max(-1, keepdim=True).values
-    return (idx == last).to(mask.dtype)
+from ratiolab.masked import last_valid, masked_whiten
 
 
 def _check(method: str, scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | None) -> None:
@@ -56,7 +49,7 @@ def reinforce_pp(
     """
     _check("reinforce_pp", scores, mask, kl)
     m = mask.to(scores.dtype)
-    rewards = _last_valid(m) * scores[:, None]
+    rewards = last_valid(m) * scores[:, None]
     if kl is not None:
         rewards = rewards - beta * kl.detach()
     return masked_whiten(_discounted_returns(rewards, m, gamma), m, ddof=ddof, eps=eps)

@@ -12,6 +12,10 @@ from ratiolab.registry import REQUIRED
 
 #: Old-logit strategies that score buffered batches inside the rollout actor (actor and buffer in one process).
 ACTOR_SIDE_STRATEGIES = ("old_logit_model", "sync_interrupt")
+#: Old-logit strategies the synchronous loop also runs (``async_rl.old_logits`` with ``enabled = false``): every
+#: token there has staleness 0, so ``recompute`` is the loop's own scoring pass and ``behavior`` replaces it by the
+#: engine's log-probs (exact up to the engine's numerics when it samples in the learner's precision).
+SYNC_STRATEGIES = ("recompute", "behavior")
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,8 @@ class AsyncConfig:
     default, as ``ppo_ewma_original``: then it must be set). ``ewma_reset_tau``: reset the EWMA when the
     active fraction falls below it (``None``: 0.9, or the objective's ``old_logit_defaults`` value, 0 for
     ``ppo_ewma_original``; 0 never resets). A bound strategy's parameter ``p`` is the field ``{strategy}_{p}``.
-    ``partial_rollouts``: a weight update may land mid-generation (tokens record both versions).
+    Without ``enabled`` only :data:`SYNC_STRATEGIES` may be set: ``behavior`` skips the synchronous loop's
+    scoring forward. ``partial_rollouts``: a weight update may land mid-generation (tokens record both versions).
     ``backend``: where the rollout actor runs. ``local`` (default) or ``threads``: a thread of this
     process; ``process``: a child process (weights in shared memory), for generation-heavy
     multi-turn tasks; it costs ~5 s to start (measurements in :mod:`ratiolab.learner.backends.process`,

@@ -11,10 +11,11 @@ import torch
 from ratiolab import advantages, objectives, tasks
 from ratiolab import kl as kl_mod
 from ratiolab.config import ConfigError, check_fields, check_range
-from ratiolab.config.async_rl import AsyncConfig
+from ratiolab.config.async_rl import SYNC_STRATEGIES, AsyncConfig
 from ratiolab.correction.discrepancy import apply_spec
 from ratiolab.objectives.grpo_guard import GAUSSIAN_ONLY
 from ratiolab.policies.model import PRESETS
+from ratiolab.rewards.calibration import CalibrationConfig
 from ratiolab.trackers import check_trackers
 
 KlPlacement = Literal["none", "loss", "reward_token", "reward_seq"]
@@ -56,9 +57,13 @@ class SamplingConfig:
     ``engine_dtype`` bfloat16 gives the engine bf16-rounded weights, a real training-inference
     mismatch (``w_disc != 1`` at staleness 0); ``engine_compute`` float32 computes with them in
     fp32 (this CPU has no bf16 units: native bf16 is 3-4x slower, ``benchmarks/bench_sampler.py``).
-    ``backend``: ``auto`` (the fused decode loop for Llama models), ``fused``, ``compiled`` (``fused``
+    ``backend``: ``auto`` (the fused decode loop where the family has one), ``fused``, ``compiled`` (``fused``
     with a ``torch.compile``d decode step: faster steps after tens of seconds of compilation, paid
-    twice), ``loop`` (any HF causal LM) or ``generate`` (HF ``generate``; no mid-generation weight swaps).
+    twice), ``loop`` (any HF causal LM: its own forward with a KV cache) or ``generate`` (HF ``generate``;
+    no mid-generation weight swaps). Families: Llama and Qwen2 with full attention run the fused sampler;
+    GPT-2 (and Qwen2 with a sliding window, or any other family) falls back to ``loop``; a model whose forward
+    takes no ``position_ids`` (Bloom's ALiBi) falls back to ``generate``. Each fallback logs one line
+    (docs/models-and-data.md).
 
     ``logprob_support``: the support the learner scores ``logp``/``prox_logp``/``ref_logp`` on. The engine's
     ``behav_logp`` is always the log-prob of the distribution sampled from (temperature, top-k, top-p,
@@ -91,6 +96,23 @@ class SamplingConfig:
                 f"sampling.logprob_support = {self.logprob_support!r} is not one of ['full', 'kept']; use full "
                 "(learner log-probs over the whole vocabulary) or kept (renormalised on the top-k/top-p support)"
             )
+
+
+@dataclass(frozen=True)
+class PrefixConfig:
+    """Off-policy prefixes (PrefixRL, arXiv 2601.18795, docs/methods/rlhf.md §12; [secondary source]), for any
+    objective.
+
+    With probability ``prob`` a training problem becomes ``prompt + y*_{1:h}``: its prompt followed by the
+    first ``h = clamp(floor(fraction L), 1, L - 1)`` tokens of the task's demonstration y* (L tokens; none
+    when L < 2). All samples of the problem continue the same prefix; the prefix tokens are context (not
+    sampled, not in the loss mask, not importance-weighted) and the verifier scores prefix + completion.
+    ``prob = 0`` (default) turns it off; ``fraction`` 0.5 is [inferred] (the paper's length schedule is not
+    published).
+    """
+
+    prob: float = 0.0
+    fraction: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -131,6 +153,42 @@ class CriticConfig:
 
 
 @dataclass(frozen=True)
+class ValueConfig:
+    """The token-level value head (:mod:`ratiolab.learner.value_head`), used when ``algo.advantage`` is a
+    value-based estimator (``gae``, ``egae``; docs/methods/baselines.md §4-§6, rlhf.md §7-§8).
+
+    ``model``: ``shared`` puts a linear head on the policy's final hidden states (the LM head's input), its
+    loss added to the policy loss so the value gradient also reaches the trunk (``detach_trunk`` stops it);
+    ``separate`` trains a copy of the initial policy's trunk with its own head (the critic initialised from
+    the policy; MOSS-RLHF initialises it from the reward model, which verifiable tasks do not have). The
+    head starts at zero (V = 0). Loss: ``value_coef * 0.5 * max((V - R)^2, (clip(V, V_old +- value_clip) - R)^2)``,
+    a token mean over the minibatch (``value_clip`` ``None``: unclipped); own AdamW (``lr``, ``None`` =
+    ``algo.lr``; ``algo.adam_beta2``/``adam_eps``) and grad-norm clip ``grad_clip``. Targets ``R = A + V_old``
+    from the advantage's lambda, or from ``target_lam`` (e.g. 1: Monte-Carlo targets, T-PPO's critic).
+
+    The outcome score is shaped before the advantages (PPO-max's reward scaling, arXiv 2307.04964):
+    ``reward_scaling`` divides it by the running std (Chan's parallel update of the batch mean and biased
+    variance from mean 0, var 1, count 1e-24; std with the N / (N - 1) correction), ``reward_norm`` also
+    subtracts the running mean, ``reward_clip`` > 0 clips the result to ``+-reward_clip``. After GAE,
+    ``whiten`` whitens the advantages over the batch's valid tokens (population variance, eps 1e-8) and
+    ``adv_clip`` > 0 clips them to ``+-adv_clip``.
+    """
+
+    model: Literal["shared", "separate"] = "shared"
+    value_coef: float = 0.5
+    value_clip: float | None = 0.2
+    lr: float | None = None
+    grad_clip: float = 1.0
+    detach_trunk: bool = False
+    target_lam: float | None = None
+    reward_scaling: bool = False
+    reward_norm: bool = False
+    reward_clip: float = 0.0
+    whiten: bool = True
+    adv_clip: float = 0.0
+
+
+@dataclass(frozen=True)
 class AlgoConfig:
     """The RL update.
 
@@ -149,7 +207,9 @@ class AlgoConfig:
     KL(pi_old || ref) (``kl_ref/k3``). Defaults ``kl_target = 0.1``, ``kl_horizon = 10000`` are verl's
     (``target_kl``, ``horizon``); TRL's ``target = 6`` measures a per-sequence summed KL, not this token mean.
     ``remix`` and ``critic`` configure the
-    learner-side parts of the ``remix`` and ``safe``/``safe_fixed`` objectives.
+    learner-side parts of the ``remix`` and ``safe``/``safe_fixed`` objectives, ``value`` the value head of the
+    value-based advantages (``gae``, ``egae``). ``adam_beta2`` and ``adam_eps`` are the policy's (and the value
+    head's) AdamW constants (defaults PyTorch's 0.999 and 1e-8; PPO-max: 0.95 and 1e-6).
 
     DAPO (arXiv 2503.14476) parts, for any objective: ``dynamic_sampling`` drops prompt groups whose
     rewards are all equal and samples further groups, up to ``dynamic_sampling_rounds`` generation rounds
@@ -173,6 +233,8 @@ class AlgoConfig:
     warmup_steps: int = 10
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
     kl_placement: KlPlacement = "none"
     kl_coef: float = 0.0
     kl_kind: str = "k3"
@@ -187,6 +249,51 @@ class AlgoConfig:
     experimental: bool = False
     remix: RemixConfig = field(default_factory=RemixConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
+    value: ValueConfig = field(default_factory=ValueConfig)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Where the RL reward comes from.
+
+    ``models`` empty (the default): the task's exact verifier. Otherwise reward-model folders written by
+    ``ratiolab rm train`` (``--reward model:DIR[,DIR...]``): the RM score replaces the verifier's reward in
+    the advantages and the verifier's stays the gold score (``gold_reward``, and ``reward/gap`` = RM - gold),
+    so over-optimisation of the RM shows. Several folders form an ensemble combined by ``ensemble``: ``mean``,
+    ``wco`` (the minimum) or ``uwo`` (``mean - uwo_coef * Var``, unbiased variance; Coste et al., arXiv
+    2310.02743). A non-finite RM score gives that response reward 0 and no tokens in the loss, counted in
+    ``reward/nonfinite``. ``calibration`` applies PPO-C (arXiv 2410.09724) to the RM scores per batch, with
+    ``calibration_params`` for ``rewards.CalibrationConfig`` (defaults: the released scripts; its running
+    average is checkpointed). The RMs must use the policy's tokenizer.
+    """
+
+    models: tuple[str, ...] = ()
+    ensemble: Literal["mean", "wco", "uwo"] = "mean"
+    uwo_coef: float = 0.1
+    calibration: bool = False
+    calibration_params: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Checks that need no file (the folders are checked when the run loads them)."""
+        if not self.models:
+            changed = [f"reward.{f.name}" for f in fields(RewardConfig)
+                       if f.name != "models" and getattr(self, f.name) != getattr(RewardConfig(), f.name)]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)} set without reward.models: the verifier's reward ignores "
+                                  "them; give the reward-model folders (--reward model:DIR) or remove them")
+            return
+        if any(not m.strip() for m in self.models):
+            raise ConfigError("reward.models holds an empty folder name; give the folders of trained reward models")
+        if self.ensemble == "uwo" and len(self.models) < 2:
+            raise ConfigError("reward.ensemble = uwo needs >= 2 reward models (a variance over members); give more "
+                              "folders or use mean")
+        check_range("reward.uwo_coef", self.uwo_coef, "[0, inf)")
+        try:
+            CalibrationConfig(**self.calibration_params)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"reward.calibration_params: {err}") from err
+        if self.calibration_params and not self.calibration:
+            raise ConfigError("reward.calibration_params set without reward.calibration=true; enable it or remove them")
 
 
 @dataclass(frozen=True)
@@ -196,7 +303,8 @@ class TrainConfig:
     when > 0), a checkpoint every ``checkpoint_every`` steps, in ``run_dir`` (``None``: a new
     ``runs/<objective>-<task>-<YYYYmmdd-HHMMSS>``); ``async_rl`` switches to the asynchronous actor/learner
     system; ``log`` names the experiment trackers that also receive every logged row (``tensorboard``,
-    ``wandb``, ``mlflow``: :mod:`ratiolab.trackers`)."""
+    ``wandb``, ``mlflow``: :mod:`ratiolab.trackers`); ``reward`` says where the reward comes from (the verifier,
+or reward models)."""
 
     task: TaskConfig = field(default_factory=TaskConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -212,6 +320,8 @@ class TrainConfig:
     threads: int = 0
     async_rl: AsyncConfig = field(default_factory=AsyncConfig)
     log: tuple[str, ...] = ()
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    prefix: PrefixConfig = field(default_factory=PrefixConfig)
 
     def validate(self) -> None:
         """Check what the dataclass types cannot, before any work or file is made."""
@@ -230,9 +340,11 @@ class TrainConfig:
                               "unset for a timestamped folder under runs/")
         self.async_rl.validate()
         self.async_rl.check_binding(a.objective)
+        self.reward.validate()
         if not self.async_rl.enabled:
+            sync_ok = {"enabled"} | ({"old_logits"} if self.async_rl.old_logits in SYNC_STRATEGIES else set())
             changed = [f"async_rl.{f.name}" for f in fields(AsyncConfig)
-                       if f.name != "enabled" and getattr(self.async_rl, f.name) != getattr(AsyncConfig(), f.name)]
+                       if f.name not in sync_ok and getattr(self.async_rl, f.name) != getattr(AsyncConfig(), f.name)]
             if changed:
                 raise ConfigError(f"{', '.join(changed)} set without async_rl.enabled=true (--async): the synchronous "
                                   "loop ignores them; enable asynchronous training or remove them")
@@ -244,6 +356,8 @@ class TrainConfig:
             if key in a.advantage_params and not a.advantage_params[key] >= 0:
                 raise ConfigError(f"algo.advantage_params.{key} = {a.advantage_params[key]} must be >= 0")
         _positive("algo.dynamic_sampling_rounds", a.dynamic_sampling_rounds)
+        check_range("prefix.prob", self.prefix.prob, "[0, 1]", "the share of training problems given a prefix")
+        check_range("prefix.fraction", self.prefix.fraction, "(0, 1)", "the share of the demonstration's tokens")
         _positive("sampling.max_new_tokens", self.sampling.max_new_tokens)
         if a.dynamic_sampling and self.async_rl.enabled:
             raise ConfigError("algo.dynamic_sampling runs in the synchronous loop only; unset it or async_rl.enabled")
@@ -338,13 +452,37 @@ class TrainConfig:
             estimator = advantages.ADVANTAGES.get(a.advantage)
         except ValueError as err:
             raise ConfigError(f"algo.advantage: {err}") from err
-        if "values" in estimator.inputs:
-            raise ConfigError(f"algo.advantage = {a.advantage} needs a value head, which the language-model track "
-                              "has not yet")
+        if self.reward.models:
+            if a.dynamic_sampling:
+                raise ConfigError("algo.dynamic_sampling filters groups on the verifier's reward, the gold score a "
+                                  "reward-model run must not train on; unset it or reward.models")
+            if "greedy_rewards" in estimator.inputs:
+                raise ConfigError(f"algo.advantage = {a.advantage} takes the verifier's greedy rewards as its "
+                                  "baseline, not reward-model scores; pick another advantage or unset reward.models")
+        _check_value(a.value)
+        check_range("algo.adam_beta2", a.adam_beta2, "[0, 1)")
+        check_range("algo.adam_eps", a.adam_eps, "(0, inf)")
         try:
             tasks.get(self.task.name, **self.task.params)
         except (ValueError, TypeError) as err:
             raise ConfigError(f"task: {err}; check task.name and task.params") from err
+
+
+def _check_value(v: ValueConfig) -> None:
+    """The value head's ranges (checked whatever the advantage, so a typo fails before a run)."""
+    check_range("algo.value.value_coef", v.value_coef, "[0, inf)")
+    check_range("algo.value.grad_clip", v.grad_clip, "(0, inf)")
+    for name in ("value_clip", "lr"):
+        value = getattr(v, name)
+        if value is not None:
+            check_range(f"algo.value.{name}", value, "(0, inf)", "or null: none")
+    if v.target_lam is not None:
+        check_range("algo.value.target_lam", v.target_lam, "[0, 1]", "or null: the advantage's lam")
+    check_range("algo.value.reward_clip", v.reward_clip, "[0, inf)", "0: off")
+    check_range("algo.value.adv_clip", v.adv_clip, "[0, inf)", "0: off")
+    if v.reward_norm and not v.reward_scaling:
+        raise ConfigError("algo.value.reward_norm centres the running-std scaling: set algo.value.reward_scaling=true "
+                          "too, or unset reward_norm")
 
 
 def _positive(name: str, value: int) -> None:

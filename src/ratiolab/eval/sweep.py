@@ -52,12 +52,15 @@ from ratiolab.config.train import TrainConfig
 from ratiolab.eval.stats import Interval, Verdict, paired_t_p, sign_test_p, t_interval, verdict
 from ratiolab.learner.train import train
 from ratiolab.policies.source import policy_source
+from ratiolab.report import Comparison, compare_runs
 from ratiolab.runs import RunDir, atomic_write_text
 
 #: Old-logit strategies that all give ``prox_logp`` = the current weights when ``max_staleness`` is 0.
 SAME_AT_ZERO = frozenset({"recompute", "snapshot", "old_logit_model", "sync_interrupt"})
 #: The held-out metrics a sweep can rank by, and the metrics.jsonl key of each.
 METRICS = {"accuracy": "eval/accuracy", "pass1": "eval/pass1"}
+#: The folder of the sweep's ``ratiolab compare`` page, every run overlaid per panel.
+COMPARE = "runs"
 #: The per-step timers summed into a run's time split.
 TIMERS = ("time/generate", "time/score", "time/train", "time/wait", "time/eval")
 
@@ -170,8 +173,8 @@ def _map(fn: Callable[[Any], Any], jobs: list[Any], workers: int, labels: Sequen
 
 
 def run_sweep(cfg: SweepConfig, progress: Callable[[str], None] = print) -> Path:
-    """Run the grid; write ``sweep.json``, ``table.md``, ``claims.md``, the plots and ``report.html`` in
-    ``out_dir``."""
+    """Run the grid; write ``sweep.json``, ``table.md``, ``claims.md``, the plots, ``report.html`` and
+    ``runs/report.html`` (every run overlaid per panel, :func:`ratiolab.report.compare_runs`) in ``out_dir``."""
     cfg.validate()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +203,8 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str], None] = print) -> Path
     atomic_write_text(out / "table.md", table)
     atomic_write_text(out / "claims.md", claims_table(claims, cfg.min_effect))
     _plots(records, claims, cfg.metric, out)
-    _html(out, table, claims_table(claims, cfg.min_effect))
+    runs = compare_runs([r["run_dir"] for r in records], out / COMPARE, title="ratiolab sweep: every run overlaid")
+    _html(out, table, claims_table(claims, cfg.min_effect), runs)
     return out
 
 
@@ -453,7 +457,7 @@ def _html_table(table: str) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _html(out: Path, table: str, claims: str) -> None:
+def _html(out: Path, table: str, claims: str, runs: Comparison) -> None:
     plots = "".join(f"<img src='{p.name}'>" for p in sorted(out.glob("final_*.png")))
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>ratiolab sweep</title>"
@@ -463,6 +467,8 @@ def _html(out: Path, table: str, claims: str) -> None:
         f"<h2>Claims</h2>{_html_table(claims)}<img src='claims.png'>"
         f"<h2>Final held-out metric against the staleness bound (95% t-intervals)</h2>{plots}"
         "<h2>Held-out curves</h2><img src='curves.png'>"
-        "<p>Every cell's own report.html lies in its run folder.</p></body></html>"
+        f"<h2>Every run</h2>{runs.html}<p>Each quantity with every run overlaid: "
+        f"<a href='{COMPARE}/report.html'>{COMPARE}/report.html</a> (ratiolab compare). "
+        "Every cell's own report.html lies in its run folder.</p></body></html>"
     )
     atomic_write_text(out / "report.html", page)

@@ -29,22 +29,13 @@ from ratiolab.gym.gate import gated_iterate
 from ratiolab.gym.onpolicy import OnPolicy
 from ratiolab.gym.rollout import VecRunner
 from ratiolab.ope.gate import BestSoFarGate
-from ratiolab.report import Panel, write_report
+from ratiolab.report import GYM_PANELS, write_report
 from ratiolab.runs import RunDir, check_resume_config, rng_state, set_rng_state
 from ratiolab.trackers import check_trackers, make_trackers
 
 Progress = Callable[[dict[str, Any]], None]
 #: Fields a resumed run may change (``total_steps`` extends it, also a finished run); others are refused.
 RESUME_MAY_CHANGE = ("total_steps", "torch_threads", "log")
-
-PANELS = (
-    Panel("Episodic return", ("episodic_return", "eval/return_mean"), "return"),
-    Panel("Losses", ("loss/policy", "loss/value", "loss/q", "loss/median")),
-    Panel("Clip fraction", ("clip_frac",)),
-    Panel("Entropy", ("entropy",)),
-    Panel("Approx. KL(old || new)", ("approx_kl",)),
-)
-
 
 @dataclass(frozen=True)
 class EvalResult:
@@ -247,15 +238,19 @@ def _loop(
         if len(logged) == 2:
             ret = f"{logged['eval/return_mean']:.1f} ± {logged['eval/return_std']:.1f}"
             summary.append(("deterministic eval return", ret))
-        write_report(run, PANELS, title=f"{cfg.algo} on {cfg.env_id}", summary=summary)
+        write_report(run, GYM_PANELS, title=f"{cfg.algo} on {cfg.env_id}", summary=summary)
     return result
 
 
-def evaluate(run_dir: Path, episodes: int = 20, seed: int | None = None) -> EvalResult:
-    """Deterministic evaluation of the latest checkpoint of ``run_dir`` (default seed: the config's)."""
+def load_algorithm(run_dir: Path, step: int | None = None) -> tuple[GymTrainConfig, Algorithm]:
+    """The config of ``run_dir`` and its algorithm with checkpoint ``step`` loaded (default: the latest).
+
+    The algorithm's own env is closed (evaluation and collection make theirs); its observation
+    normaliser is the checkpoint's.
+    """
     run = RunDir.open(run_dir)
     cfg = from_dict(GymTrainConfig, run.config())
-    ckpt = run.latest()
+    ckpt = run.latest() if step is None else run.load(step)
     if ckpt is None:
         raise ValueError(f"evaluate: {run_dir} has no checkpoint yet; train first")
     try:
@@ -264,8 +259,14 @@ def evaluate(run_dir: Path, episodes: int = 20, seed: int | None = None) -> Eval
         raise ValueError(f"evaluate: {err}") from err
     algo = _build(cfg, num_envs=1)
     try:
-        with _threads(cfg.torch_threads):
-            _load(algo, ckpt.weights, ckpt.state, cfg.seed, envs=False)
-            return evaluate_algorithm(algo, episodes, cfg.eval_seed if seed is None else seed)
+        _load(algo, ckpt.weights, ckpt.state, cfg.seed, envs=False)
     finally:
         algo.runner.envs.close()
+    return cfg, algo
+
+
+def evaluate(run_dir: Path, episodes: int = 20, seed: int | None = None) -> EvalResult:
+    """Deterministic evaluation of the latest checkpoint of ``run_dir`` (default seed: the config's)."""
+    cfg, algo = load_algorithm(run_dir)
+    with _threads(cfg.torch_threads):
+        return evaluate_algorithm(algo, episodes, cfg.eval_seed if seed is None else seed)

@@ -34,21 +34,27 @@ if TYPE_CHECKING:
 
 
 class RewardNormalizer:
-    """Running reward mean/variance (parallel merge of batch moments; count starts at 1e-4, var at 1)."""
+    """Running reward mean/variance (Chan's parallel merge of batch moments from mean 0, var 1 and ``count``; the
+    batch variance with ``ddof``). SAFE: count 1e-4, unbiased batch variance; MOSS-RLHF's ``RunningMoments``:
+    count 1e-24, biased batch variance, and :meth:`std` with the N / (N - 1) correction."""
 
-    def __init__(self) -> None:
-        self.count, self.mean, self.var = 1e-4, 0.0, 1.0
+    def __init__(self, count: float = 1e-4, ddof: int = 1) -> None:
+        self.count, self.mean, self.var, self.ddof = count, 0.0, 1.0, ddof
 
     def update(self, x: torch.Tensor) -> None:
         n = x.numel()
         b_mean = float(x.mean())
-        b_var = float(x.var()) if n > 1 else 0.0
+        b_var = float(x.var(correction=self.ddof)) if n > 1 else 0.0
         delta, total = b_mean - self.mean, self.count + n
         m2 = self.var * self.count + b_var * n + delta**2 * self.count * n / total
         self.mean, self.var, self.count = self.mean + delta * n / total, m2 / total, total
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / (math.sqrt(self.var) + 1e-8)
+
+    def std(self) -> float:
+        """The running std with the N / (N - 1) correction (MOSS-RLHF's reported std; 0 before two samples)."""
+        return math.sqrt(self.var * self.count / (self.count - 1.0)) if self.count > 1.0 else 0.0
 
     def state_dict(self) -> dict[str, float]:
         return {"count": self.count, "mean": self.mean, "var": self.var}

@@ -1,6 +1,7 @@
 """Learner hooks: the extension points through which an objective's learner parts join the LM update.
 
-A registry entry names the parts its method runs with (``Entry.parts``, e.g. ``("critic",)``); each part is
+A registry entry (an objective, or an advantage estimator: ``gae``'s ``("value_head",)``) names the parts its
+method runs with (``Entry.parts``, e.g. ``("critic",)``); each part is
 a :class:`LearnerHook` subclass registered under that name with :func:`register_hook`. The learner makes
 one instance per part (``cls(learner)``) and calls every hook at the points below; a hook overrides only
 the points it needs (the defaults do nothing). The learner itself names no part and no method.
@@ -23,10 +24,11 @@ Hook points, in the order of one batch:
 - ``after_batch(s, metrics, n_steps)``: after the batch's optimiser steps (metrics).
 - ``state_dict()`` / ``load_state_dict(state)``: checkpointed under ``state_key`` (``None``: no state).
 
-Two class attributes tell the learner what a hook changes: ``reuses_forward`` (the on-policy shortcut,
-``prox_logp`` from the update's own forward, stays valid; default ``False``) and ``advances_state`` (the
+Three class attributes tell the learner what a hook changes: ``reuses_forward`` (the on-policy shortcut,
+``prox_logp`` from the update's own forward, stays valid; default ``False``), ``advances_state`` (the
 hook advances the objective state itself, so the learner does not call ``state.update`` per optimiser
-step; default ``False``).
+step; default ``False``) and ``wants_demonstrations`` (the sampler adds each problem's teacher-forced
+demonstration, ``Experience.expert``; default ``False``).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class Scored:
     #: ReMix: drawn from the replay window; log-probs under pi_{k-1} (KL-Convex)
     replayed: bool = False
     prev_logp: torch.Tensor | None = None
-    #: SAFE critic: ``[B]`` normalised rewards (value targets) and values at scoring
+    #: value targets and values at scoring: ``[B]`` (SAFE critic) or ``[B, T]`` (the value head of GAE/EGAE)
     value_target: torch.Tensor | None = None
     old_value: torch.Tensor | None = None
     #: MDPO's analytic KL: ``[B, T, V]`` full log-softmax of the old policy (None: not asked for)
@@ -78,6 +80,7 @@ class LearnerHook:
     state_key: ClassVar[str | None] = None
     reuses_forward: bool = False
     advances_state: ClassVar[bool] = False
+    wants_demonstrations: ClassVar[bool] = False
 
     def __init__(self, learner: LMLearner) -> None:
         self.learner = learner

@@ -19,8 +19,10 @@ The learner parts an objective's entry lists (``Entry.parts``) run as learner ho
 (:mod:`ratiolab.learner.hooks`), called at fixed points of scoring and the update and checkpointed under
 their own keys; inactive (and free) for every other objective. The registered parts:
 ``clip_bias_norm`` (S-PPO/ST-PPO's first gradient pass, :mod:`ratiolab.learner.clip_bias`), ``replay``
-(ReMix's window, UTD, pi_{k-1} and reincarnation, :mod:`ratiolab.learner.replay`) and ``critic`` (SAFE's
-double soft-min critic, :mod:`ratiolab.learner.critic`).
+(ReMix's window, UTD, pi_{k-1} and reincarnation, :mod:`ratiolab.learner.replay`), ``critic`` (SAFE's
+double soft-min critic, :mod:`ratiolab.learner.critic`) and ``expert_sft`` (CHORD's SFT term on the
+problems' demonstrations, :mod:`ratiolab.learner.expert`). An advantage estimator's entry may list parts too:
+``value_head`` (GAE/EGAE's token-level value head, :mod:`ratiolab.learner.value_head`).
 """
 
 from __future__ import annotations
@@ -38,16 +40,17 @@ from transformers import PreTrainedModel
 from ratiolab import advantages, correction, kl, objectives
 from ratiolab.config.train import AlgoConfig
 from ratiolab.engines.sampling import SamplingParams
-from ratiolab.learner import clip_bias, critic, replay  # noqa: F401  (each registers its learner hook)
+from ratiolab.learner import clip_bias, critic, expert, replay, value_head  # noqa: F401  (each registers its learner hook)
 from ratiolab.learner.hooks import LearnerHook, Scored, hook_types, state_keys
 from ratiolab.objectives.kl_control import AdaptiveKLController, FixedKLController, make_kl_controller
 from ratiolab.objectives.state import observes
 from ratiolab.policies import token_logprobs
 from ratiolab.policies.scoring import TokenScores
+from ratiolab.reward_model.scorer import RewardScorer, gold_metrics
 from ratiolab.rollout import Experience
 from ratiolab.types import PolicyLossInputs
 
-__all__ = ["LMLearner", "Scored", "overlong_penalty", "vocab_kl"]
+__all__ = ["LMLearner", "Scored", "make_optimizer", "overlong_penalty", "vocab_kl"]
 
 H = TypeVar("H", bound=LearnerHook)
 
@@ -64,8 +67,11 @@ class LMLearner:
         max_response_length: int | None = None,
         total_iterations: int | None = None,
         support: SamplingParams | None = None,
+        reward_model: RewardScorer | None = None,
     ) -> None:
         self.model = model
+        #: reward models that replace the verifier's rewards of each fresh batch (``reward.models``)
+        self.reward_model = reward_model
         self.algo = algo
         self.temperature = temperature
         #: ``sampling.logprob_support = kept``: the engine's truncation, applied to every learner forward
@@ -77,11 +83,11 @@ class LMLearner:
         self.max_response_length = max_response_length
         if algo.overlong_buffer and max_response_length is None:
             raise ValueError("algo.overlong_buffer needs max_response_length (DAPO's L_max) for the learner")
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay)
-        warmup = max(algo.warmup_steps, 1)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.optimizer, self.scheduler = make_optimizer(model, algo)
         entry = objectives.OBJECTIVES.get(algo.objective)
-        parts = hook_types(algo.objective, entry.parts)
+        advantage = advantages.ADVANTAGES.get(algo.advantage)
+        # the objective's parts, then the advantage's (a value-based estimator brings its value head)
+        parts = hook_types(algo.objective, tuple(dict.fromkeys(entry.parts + advantage.parts)))
         state_params = dict(algo.objective_params)
         for part in parts:  # a part's own config section may configure the state (ReMix's schedule)
             state_params.update(part.state_params(algo))
@@ -127,7 +133,6 @@ class LMLearner:
                 "sampling.logprob_support=full"
             )
         #: the advantage estimator's inputs (optimal_token_baseline reads the old logits and sum_v pi(v)^2)
-        advantage = advantages.ADVANTAGES.get(algo.advantage)
         self.advantage_inputs = set(advantage.inputs)
         #: the estimator takes the task's ``[B, K]`` reward components as ``rewards`` (GDPO)
         self.reward_components = advantage.reward_components
@@ -137,6 +142,13 @@ class LMLearner:
         self.hooks: list[LearnerHook] = []
         for part in parts:
             self.hooks.append(part(self))
+        scorers = [type(h).__name__ for h in self.hooks if type(h).score is not LearnerHook.score]
+        if len(scorers) > 1:
+            raise ValueError(f"algo.objective = {algo.objective} with algo.advantage = {algo.advantage}: learner parts "
+                             f"{scorers} each score the batch themselves; pick an advantage the objective does not "
+                             "replace (e.g. grpo)")
+        #: a hook trains on the problems' teacher-forced demonstrations: the sampler collects them
+        self.wants_demonstrations = any(h.wants_demonstrations for h in self.hooks)
         #: one epoch, one minibatch, the current weights as old policy (and no hook that needs its own scoring
         #: forward): the training forward gives prox_logp exactly, so score() skips its own forward (set False
         #: to force it)
@@ -185,7 +197,10 @@ class LMLearner:
         for a replayed batch). An estimator that takes ``sum_pi_sq`` gets ``sum_v pi(v)^2`` per token from
         the current weights' full distribution (the policy that gives ``prox_logp`` in synchronous training;
         with an old-logit strategy's ``prox_logp``, the batch-start weights). A hook that scores batches
-        itself (the SAFE critic) does all this instead."""
+        itself (the SAFE critic) does all this instead. With reward models, the batch is first relabelled
+        with their rewards (the verifier's kept as gold; :class:`~ratiolab.reward_model.RewardScorer`)."""
+        if self.reward_model is not None:
+            self.reward_model.relabel(exp)
         for h in self.hooks:
             if (scored := h.score(exp, prox_logp, adv)) is not None:
                 return scored
@@ -301,7 +316,7 @@ class LMLearner:
                 n_steps += 1
         self.model.eval()
         self.iterations += 1
-        metrics = {k: v / n_steps for k, v in sums.items()}
+        metrics = {k: v / n_steps for k, v in sums.items()} | gold_metrics(s.exp)
         if self.algo.overlong_buffer:
             metrics["reward/overlong_penalty"] = float((self.rewards(s.exp) - s.exp.rewards).mean())
         if s.ref_logp is not None:
@@ -444,6 +459,8 @@ class LMLearner:
         }
         if self.kl_ctl is not None:
             state["kl_controller"] = self.kl_ctl.state_dict()
+        if self.reward_model is not None:
+            state["reward_model"] = self.reward_model.state_dict()
         for h in self.hooks:
             if h.state_key is not None:
                 state[h.state_key] = h.state_dict()
@@ -466,6 +483,11 @@ class LMLearner:
         elif isinstance(self.kl_ctl, AdaptiveKLController):
             raise ValueError("checkpoint lacks the adaptive KL controller's state: resume with the "
                              "algo.kl_controller that wrote it")
+        if self.reward_model is not None:
+            if "reward_model" not in state:
+                raise ValueError("checkpoint lacks the reward models' state: resume with the reward.models that "
+                                 "wrote it")
+            self.reward_model.load_state_dict(state["reward_model"])
         own = {h.state_key: h for h in self.hooks if h.state_key is not None}
         for key in sorted(set(state_keys()) | set(own)):
             if (key not in own) != (key not in state):
@@ -473,6 +495,18 @@ class LMLearner:
                                  f"{self.algo.objective!r}: resume with the objective that wrote it")
         for key, h in own.items():
             h.load_state_dict(state[key])
+
+def make_optimizer(
+    model: torch.nn.Module, algo: AlgoConfig
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over all parameters (``algo.weight_decay`` on every one; betas ``(0.9, algo.adam_beta2)``,
+    ``algo.adam_eps``) and the lr schedule, stepped once per optimiser step: ``lr * min(1, (s + 1) / warmup_steps)``,
+    linear warm-up then constant."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=algo.lr, weight_decay=algo.weight_decay,
+                                  betas=(0.9, algo.adam_beta2), eps=algo.adam_eps)
+    warmup = max(algo.warmup_steps, 1)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+
 
 def vocab_kl(logp_all: torch.Tensor, old_all: torch.Tensor) -> torch.Tensor:
     """Per-token ``KL(pi || pi_old) = sum_v pi(v) (log pi(v) - log pi_old(v))`` of ``[B, T, V]`` log-softmaxes."""

@@ -25,7 +25,8 @@ from ratiolab.learner.backends import ray as ray_backend
 from ratiolab.learner.lm import LMLearner
 from ratiolab.policies import check_context, load_policy
 from ratiolab.policies.source import policy_source
-from ratiolab.report import Panel, write_report
+from ratiolab.report import LM_PANELS, write_report
+from ratiolab.reward_model.scorer import RewardScorer
 from ratiolab.rollout import Experience, collect
 from ratiolab.rollout.sampler import make_engine, sample_step, sampling_params
 from ratiolab.runs import RunDir, check_resume_config, default_run_dir, load_weights, rng_state, step_seed
@@ -34,24 +35,6 @@ from ratiolab.trackers import make_trackers
 Progress = Callable[[int, dict[str, float]], None]
 #: Fields a resumed run may change (``steps`` extends it); any other difference from config.yaml is refused.
 RESUME_MAY_CHANGE = ("steps", "run_dir", "threads", "async_rl.ray_address", "log")
-
-PANELS = (
-    Panel("reward and held-out accuracy", ("reward/mean", "eval/accuracy", "eval/pass1")),
-    Panel("KL", ("approx_kl", "kl_ref/k3", "kl/k3")),
-    Panel("KL coefficient", ("kl/coef",)),
-    Panel("clip fractions", ("clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac")),
-    Panel("entropy", ("entropy",)),
-    Panel("response length", ("response/length",)),
-    Panel("r_stale", ("r_stale/mean", "r_stale/min", "r_stale/max", "r_stale/p99")),
-    Panel("w_disc (engine vs learner)", ("w_disc/mean", "w_disc/min", "w_disc/max", "w_disc/p99")),
-    Panel("loss and gradient norm", ("loss", "grad_norm")),
-    Panel("time per step (s)", ("time/generate", "time/score", "time/train", "time/wait", "time/eval")),
-    Panel("staleness of trained tokens", ("staleness/mean", "staleness/max", "partial/seq_frac")),
-    Panel("|log w_disc| by staleness", tuple(f"w_disc/abs_log_s{k}" for k in range(9))),
-    Panel("KL(behaviour || old)", ("kl_behav_prox/k1", "kl_behav_prox/k3")),
-    Panel("old-logit cost", ("old_logits/weight_copies", "old_logits/forwards", "old_logits/stall_seconds")),
-)
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -129,12 +112,19 @@ def join_groups(parts: list[tuple[Experience, torch.Tensor]]) -> Experience:
     greedy = None
     if rows[0][0].greedy_rewards is not None:
         greedy = torch.cat([e.greedy_rewards[r] for e, r in rows if e.greedy_rewards is not None])
+    if rows[0][0].expert is not None:
+        raise ValueError("algo.dynamic_sampling cannot join batches that carry demonstrations (Experience.expert); "
+                         "turn dynamic sampling off for an objective that trains on them")
+    prefix_tokens = None
+    if rows[0][0].prefix_tokens is not None:
+        prefix_tokens = torch.cat([e.prefix_tokens[r] for e, r in rows if e.prefix_tokens is not None])
     components = None
     if rows[0][0].reward_components is not None:
         components = torch.cat([e.reward_components[r] for e, r in rows if e.reward_components is not None])
     return Experience(
         rollout, [e.problems[i] for e, r in rows for i in r.tolist()], torch.cat([e.rewards[r] for e, r in rows]),
         group_ids, sum(e.reward_errors for e, _ in rows), greedy, reward_components=components,
+        prefix_tokens=prefix_tokens,
     )
 
 
@@ -144,7 +134,8 @@ def _turn_ids(ro: Rollout) -> torch.Tensor:
 
 
 def sample_batch(
-    cfg: TrainConfig, engine: HFEngine, task: tasks.Task, sampling: SamplingParams, step: int
+    cfg: TrainConfig, engine: HFEngine, task: tasks.Task, sampling: SamplingParams, step: int,
+    with_expert: bool = False,
 ) -> tuple[Experience, dict[str, float]]:
     """The step's batch of ``prompts_per_step`` groups. With ``algo.dynamic_sampling`` (DAPO, arXiv 2503.14476)
     groups whose rewards are all equal are dropped and further groups sampled, at most
@@ -155,7 +146,8 @@ def sample_batch(
     spare: list[tuple[Experience, torch.Tensor]] = []
     n_kept = dropped = 0
     for round_ in range(a.dynamic_sampling_rounds if a.dynamic_sampling else 1):
-        exp = sample_step(cfg, engine, task, sampling, step, "" if round_ == 0 else f"-round{round_}")
+        exp = sample_step(cfg, engine, task, sampling, step, "" if round_ == 0 else f"-round{round_}",
+                          with_expert=with_expert)
         if not a.dynamic_sampling:
             return exp, {}
         good = informative_groups(exp.rewards, exp.group_ids)
@@ -182,17 +174,24 @@ def _run_sync(
     """Steps ``first .. cfg.steps``: sample -> verify -> score -> update -> sync weights.
 
     ReMix [inferred]: a step that replays a past batch (:meth:`LMLearner.replay`) samples nothing
-    (that is where ReMix saves rollouts); the fresh batches enter the replay window.
+    (that is where ReMix saves rollouts); the fresh batches enter the replay window. A set
+    ``async_rl.old_logits`` (one of ``SYNC_STRATEGIES``) supplies ``prox_logp`` at staleness 0:
+    ``behavior`` takes the engine's log-probs and skips the scoring forward.
     """
     sampling = sampling_params(cfg)
+    strategy = loop.make_old_logits(cfg, learner) if cfg.async_rl.old_logits != "auto" else None
     for step in range(first, cfg.steps + 1):
         t0 = time.perf_counter()
         replayed = learner.replay(torch.Generator().manual_seed(step_seed(cfg.seed, step, "replay")))
         sampled: dict[str, float] = {}
         if replayed is None:
-            exp, sampled = sample_batch(cfg, engine, task, sampling, step)
+            exp, sampled = sample_batch(cfg, engine, task, sampling, step, learner.wants_demonstrations)
         t1 = time.perf_counter()
-        scored = learner.remember(learner.score(exp)) if replayed is None else replayed
+        if replayed is None:
+            prox = None if strategy is None else strategy.prox_logp(exp, step - 1)
+            scored = learner.remember(learner.score(exp, prox_logp=prox))
+        else:
+            scored = replayed
         exp = scored.exp
         t2 = time.perf_counter()
         gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, "minibatch"))
@@ -204,8 +203,21 @@ def _run_sync(
             "reward/errors": exp.reward_errors,
             "response/length": float(exp.rollout.mask.sum(-1).float().mean()),
             "time/generate": t1 - t0, "time/score": t2 - t1, "time/train": time.perf_counter() - t2,
-        })
+        } | batch_metrics(exp))
         finish_step(step, metrics)
+
+
+def batch_metrics(exp: Experience) -> dict[str, float]:
+    """What the batch carries besides its samples: the greedy baseline's mean reward (``reward/greedy_mean``),
+    the off-policy prefix tokens kept out of the loss (``prefix/tokens``, ``prefix/rows``: their sum and the
+    share of rows with one)."""
+    out: dict[str, float] = {}
+    if exp.greedy_rewards is not None:
+        out["reward/greedy_mean"] = float(exp.greedy_rewards.mean())
+    if exp.prefix_tokens is not None:
+        out["prefix/tokens"] = float(exp.prefix_tokens.sum())
+        out["prefix/rows"] = float((exp.prefix_tokens > 0).float().mean())
+    return out
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None = None,
@@ -248,8 +260,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     support = SamplingParams(temperature=sc.temperature, top_p=sc.top_p, top_k=sc.top_k) if kept else None
     with torch.random.fork_rng(devices=[]):  # modules built here (SAFE's critic) start from the run's seed
         torch.manual_seed(step_seed(cfg.seed, 0, "modules"))
+        scorer = RewardScorer(cfg.reward, tok, source) if cfg.reward.models else None
         learner = LMLearner(model, cfg.algo, sc.temperature, ref_model=ref, support=support,
-                            max_response_length=max_response_length(cfg, task), total_iterations=cfg.steps)
+                            max_response_length=max_response_length(cfg, task), total_iterations=cfg.steps,
+                            reward_model=scorer)
 
     stored_cfg = to_dict(cfg) | {"policy_source": str(source)}
     if run is not None:
@@ -267,6 +281,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         first = 1
     engine = make_engine(model, tok, cfg, version=first - 1)
     last = base | run.last_values(base)  # a finished run resumed reports its last evaluation
+    elapsed = run.last_values(("time/elapsed",)).get("time/elapsed", 0.0) - start_time  # a resume continues the clock
 
     def finish_step(step: int, metrics: dict[str, Any]) -> None:
         """Evaluate, log, checkpoint and report progress after the update of ``step``."""
@@ -275,6 +290,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
             last.update(evaluate(model, tok, cfg))
             metrics.update(last)
             metrics["time/eval"] = time.perf_counter() - t0
+        metrics["time/elapsed"] = elapsed + time.perf_counter()
         run.log(metrics)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             run.save(step, model, {
@@ -287,7 +303,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
     trackers = run.tracker = make_trackers(cfg.log, run.path, stored_cfg, resumed_at)
     with trackers:  # closed at the end and on an error
         if ckpt is None:
-            run.log({"step": 0, **base})
+            run.log({"step": 0, **base, "time/elapsed": elapsed + time.perf_counter()})
         if cfg.async_rl.enabled:
             loop.run_async(cfg, learner, engine, first, finish_step)
         else:
@@ -298,7 +314,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: Progress | None =
         summary.append((f"held-out pass@1 ({cfg.eval_samples} samples at T={cfg.sampling.temperature:g})",
                         f"base {base['eval/pass1']:.1%} -> trained {last['eval/pass1']:.1%}"))
     report = write_report(
-        run, PANELS, title=f"ratiolab: {cfg.algo.objective} on {cfg.task.name}",
+        run, LM_PANELS, title=f"ratiolab: {cfg.algo.objective} on {cfg.task.name}",
         summary=[*summary, ("objective", cfg.algo.objective), ("advantage", cfg.algo.advantage),
                  ("policy", str(source)), ("steps", str(cfg.steps))],
     )

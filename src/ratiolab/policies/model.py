@@ -99,6 +99,25 @@ def load_policy(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerB
         raise ConfigError(f"{folder} has no weights (*.safetensors or *.bin); {_RESAVE}")
     for file in weights:
         _check_safetensors(file)
+    tokenizer = load_tokenizer(folder)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+    except Exception as err:  # torch, safetensors and pickle raise their own types for damaged files
+        raise ConfigError(f"the model in {folder} does not load ({first_line(err)}); {_RESAVE}") from err
+    embedding = model.get_input_embeddings()
+    assert isinstance(embedding, torch.nn.Embedding)
+    n_embed = embedding.num_embeddings
+    if len(tokenizer) > n_embed:
+        raise ConfigError(
+            f"tokenizer in {folder} has {len(tokenizer)} tokens but the model embeds only {n_embed}; "
+            "save the matching tokenizer or resize the model's embeddings"
+        )
+    return model, tokenizer
+
+
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in ``folder`` (``load_policy``'s checks): one-line ``ConfigError`` for missing or
+    unparsable files or no EOS token; the pad token defaults to EOS; left padding."""
     if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
         raise ConfigError(f"{folder} has no tokenizer files ({', '.join(_TOKENIZER_FILES)}); save the tokenizer to "
                           "the same folder (tokenizer.save_pretrained)")
@@ -115,25 +134,13 @@ def load_policy(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerB
     except Exception as err:  # tokenizers raises plain Exceptions from Rust
         raise ConfigError(f"the tokenizer in {folder} does not load ({first_line(err)}); save the tokenizer "
                           "again with tokenizer.save_pretrained") from err
-    try:
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
-    except Exception as err:  # torch, safetensors and pickle raise their own types for damaged files
-        raise ConfigError(f"the model in {folder} does not load ({first_line(err)}); {_RESAVE}") from err
-    embedding = model.get_input_embeddings()
-    assert isinstance(embedding, torch.nn.Embedding)
-    n_embed = embedding.num_embeddings
-    if len(tokenizer) > n_embed:
-        raise ConfigError(
-            f"tokenizer in {folder} has {len(tokenizer)} tokens but the model embeds only {n_embed}; "
-            "save the matching tokenizer or resize the model's embeddings"
-        )
     if tokenizer.eos_token_id is None:
         raise ConfigError(f"the tokenizer in {folder} has no EOS token (responses end at it); set eos_token and "
                           "save the tokenizer again")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    return model, tokenizer
+    return tokenizer
 
 
 def check_context(

@@ -17,8 +17,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ratiolab import tasks
 from ratiolab.config import ConfigError, check_fields, check_range
+from ratiolab.engines.hf_engine import encode_prompt
 from ratiolab.engines.sampling import position_ids
-from ratiolab.policies.model import PRESETS, build_policy, n_params
+from ratiolab.policies.model import PRESETS, build_policy, load_policy, n_params
 from ratiolab.tasks import Problem, Task
 
 
@@ -26,8 +27,10 @@ from ratiolab.tasks import Problem, Task
 class PretrainConfig:
     """Demo pre-training settings.
 
-    Defaults: ``arithmetic`` level 2 (2-digit ± 1-digit, 1-digit ``*``), preset ``tiny``; 600
-    steps of batch 64 leave the model partly trained — about 30-60 % held-out greedy accuracy,
+    ``model``: a local Hugging Face causal-LM folder (``save_pretrained``: model and tokenizer, any family
+    ``AutoModelForCausalLM`` loads, e.g. GPT-2, Llama, Qwen2) to continue from instead of a fresh ``preset``
+    policy (``preset`` is then unused). Defaults: ``arithmetic`` level 2 (2-digit ± 1-digit, 1-digit ``*``),
+    preset ``tiny``; 600 steps of batch 64 leave the model partly trained — about 30-60 % held-out greedy accuracy,
     room for RL to improve — in about a minute on one CPU core. ``lr`` rises linearly for
     ``warmup`` steps, then decays by cosine to 10 % of its peak.
     """
@@ -41,6 +44,7 @@ class PretrainConfig:
     warmup: int = 20
     weight_decay: float = 0.0
     seed: int = 0
+    model: str | None = None
 
     def validate(self) -> None:
         """Reject settings that cannot train (``ConfigError`` naming the field) before any work."""
@@ -75,11 +79,13 @@ def demonstration_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(input_ids, attention_mask, labels)`` right-padded; labels are -100 outside the completion.
 
-    The prompt is encoded with special tokens (BOS), the demonstration without, followed by EOS.
+    The prompt is encoded as the RL sampler encodes it (:func:`~ratiolab.engines.hf_engine.encode_prompt`: a
+    chat prompt through the tokenizer's chat template, else with special tokens, BOS), the demonstration
+    without special tokens, followed by EOS.
     """
     rows: list[tuple[list[int], int]] = []
     for problem in problems:
-        prompt = tokenizer(problem.prompt, add_special_tokens=True)["input_ids"]
+        prompt = encode_prompt(tokenizer, problem.prompt)
         completion = tokenizer(task.demonstration(problem), add_special_tokens=False)["input_ids"]
         rows.append((prompt + completion + [int(tokenizer.eos_token_id)], len(prompt)))
     width = max(len(ids) for ids, _ in rows)
@@ -115,24 +121,34 @@ def pretrain(
     task: Task, out_dir: str | Path, cfg: PretrainConfig | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> PretrainResult:
-    """Train a fresh ``cfg.preset`` policy on ``task`` demonstrations; save model + tokenizer atomically.
+    """Train a fresh ``cfg.preset`` policy (or the checkpoint in ``cfg.model``) on ``task`` demonstrations; save
+    model + tokenizer atomically (``save_pretrained``: ``AutoModelForCausalLM.from_pretrained`` loads it back).
     ``progress(step, loss)`` is called after each step (1-based).
 
-    Problems come from the task's train split only. ``out_dir`` is replaced as a whole: the
-    checkpoint is written to a temporary sibling folder, then renamed into place.
+    Problems come from the task's train split only. A bad model folder (before any step), chat prompts without
+    a chat template or a demonstration longer than the model's context (at the step that meets it) is a
+    one-line ``ConfigError``. ``out_dir`` is replaced as a whole: the checkpoint is written to a temporary
+    sibling folder, then renamed into place.
     """
     cfg = cfg if cfg is not None else PretrainConfig()
     cfg.validate()
     start = time.perf_counter()
-    model, tokenizer = build_policy(cfg.preset, seed=cfg.seed)
+    model, tokenizer = build_policy(cfg.preset, seed=cfg.seed) if cfg.model is None else load_policy(cfg.model)
+    problems = task.sample(cfg.steps * cfg.batch_size, split="train", seed=cfg.seed)
+    limit = getattr(model.config, "max_position_embeddings", None)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg))
-    problems = task.sample(cfg.steps * cfg.batch_size, split="train", seed=cfg.seed)
     loss = torch.tensor(float("nan"))
     for step in range(cfg.steps):
-        batch = problems[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-        loss = completion_loss(model, *demonstration_batch(tokenizer, task, batch))
+        try:  # a chat prompt needs the tokenizer's chat template (one line at the first step)
+            batch = demonstration_batch(tokenizer, task, problems[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+        except ValueError as err:
+            raise ConfigError(f"task {cfg.task}: {err}") from err
+        if limit is not None and batch[0].shape[1] > limit:
+            raise ConfigError(f"task {cfg.task}: a demonstration of {batch[0].shape[1]} tokens (prompt, completion, "
+                              f"EOS) exceeds the model's context of {limit} positions (max_position_embeddings)")
+        loss = completion_loss(model, *batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -150,15 +166,16 @@ def pretrain(
 
 
 def save_atomically(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path, info: dict[str, object]
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path, info: dict[str, object],
+    info_name: str = "pretrain.json",
 ) -> None:
-    """``save_pretrained`` model and tokenizer (plus ``pretrain.json``) into a temp dir, then rename."""
+    """``save_pretrained`` model and tokenizer (plus ``info`` as ``info_name``) into a temp dir, then rename."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "pretrain.json").write_text(json.dumps(info, indent=2))
+        (tmp / info_name).write_text(json.dumps(info, indent=2))
         old = out_dir.with_name(f".{out_dir.name}.old")
         if out_dir.exists():
             os.replace(out_dir, old)

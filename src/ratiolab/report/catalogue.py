@@ -1,4 +1,4 @@
-"""``docs/objectives.md``: the objective, advantage and correction registries rendered as markdown.
+"""``docs/objectives.md``: the objective, preference-loss, advantage and correction registries as markdown.
 
 The page is generated, never edited by hand; ``tests/test_docs.py`` fails when it differs from
 what the registries render. Regenerate it from the repository root with
@@ -19,6 +19,7 @@ from pathlib import Path
 from ratiolab.advantages import ADVANTAGES
 from ratiolab.correction import CORRECTIONS
 from ratiolab.objectives import COMMON, OBJECTIVES
+from ratiolab.preference import PREFERENCE_LOSSES
 from ratiolab.registry import Entry, Registry
 
 #: Where the generated page lives, relative to the repository root.
@@ -65,10 +66,10 @@ def render() -> str:
     """The whole of ``docs/objectives.md`` from the current registries."""
     common = ", ".join(f"`{k}={v!r}`" for k, v in COMMON.items())
     head = "\n".join([
-        "# Registered objectives, advantage estimators and corrections",
+        "# Registered objectives, preference losses, advantage estimators and corrections",
         "",
         f"Generated from the registries by `{REGENERATE}`; do not edit by hand.",
-        "The same tables print with `ratiolab list objectives|advantages|corrections`.",
+        "The same tables print with `ratiolab list objectives|preference|advantages|corrections`.",
         "Formulas, defaults and their sources are in the method notes under [methods/](methods/);",
         "the metric names an entry logs are in [metrics.md](metrics.md).",
         "Required inputs are tensors (or parameters) without a default, and the optional batch fields",
@@ -79,6 +80,8 @@ def render() -> str:
     sections = [
         render_registry(OBJECTIVES, "Objectives", hide=tuple(COMMON))
         + f"\nEvery objective also takes {common} (see [design.md](design.md) §3).\n",
+        render_registry(PREFERENCE_LOSSES, "Preference losses")
+        + "\nA preference loss takes a `PreferenceBatch` of response pairs (`ratiolab.preference`).\n",
         render_registry(ADVANTAGES, "Advantage estimators"),
         render_registry(CORRECTIONS, "Discrepancy corrections")
         + "\nA correction acts on `w_disc` only; choose one with the objective parameter `correction`.\n",

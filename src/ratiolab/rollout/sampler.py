@@ -7,9 +7,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ratiolab import advantages, tasks
-from ratiolab.config.train import TrainConfig
+from ratiolab.config.train import PrefixConfig, TrainConfig
 from ratiolab.engines import HFEngine, SamplingParams, StepHook
 from ratiolab.rollout.experience import Experience, collect
+from ratiolab.rollout.expert import demonstration_ids, prefix_length
 from ratiolab.runs import step_seed
 
 
@@ -29,13 +30,29 @@ def sampling_params(cfg: TrainConfig) -> SamplingParams:
 
 def sample_step(
     cfg: TrainConfig, engine: HFEngine, task: tasks.Task, sampling: SamplingParams, index: int, salt: str = "",
-    on_step: StepHook | None = None,
+    on_step: StepHook | None = None, with_expert: bool = False,
 ) -> Experience:
     """``prompts_per_step`` training problems and ``samples_per_prompt`` responses each, seeded by
     ``(cfg.seed, index, salt)`` (``index``: the step, or the batch uid of an actor); greedy rewards as well
-    when the advantage estimator declares them as an input (ReMax)."""
+    when the advantage estimator declares them as an input (ReMax); the problems' demonstrations with
+    ``with_expert``; off-policy prefixes per ``cfg.prefix``."""
     a = cfg.algo
     problems = task.sample(a.prompts_per_step, split="train", seed=step_seed(cfg.seed, index, "problems" + salt))
     with_greedy = "greedy_rewards" in advantages.ADVANTAGES.get(a.advantage).inputs
+    prefixes = None
+    if cfg.prefix.prob > 0:
+        prefixes = draw_prefixes(engine, task, problems, cfg.prefix, step_seed(cfg.seed, index, "prefix" + salt))
     return collect(engine, task, problems, a.samples_per_prompt, sampling,
-                   seed=step_seed(cfg.seed, index, "sample" + salt), with_greedy=with_greedy, on_step=on_step)
+                   seed=step_seed(cfg.seed, index, "sample" + salt), with_greedy=with_greedy, on_step=on_step,
+                   with_expert=with_expert, prefixes=prefixes)
+
+
+def draw_prefixes(
+    engine: HFEngine, task: tasks.Task, problems: list[tasks.Problem], prefix: PrefixConfig, seed: int,
+) -> list[list[int]]:
+    """Per problem, with probability ``prefix.prob`` (seeded), the first ``prefix_length`` tokens of its
+    demonstration, else ``[]``."""
+    drawn = torch.rand(len(problems), generator=torch.Generator().manual_seed(seed)) < prefix.prob
+    demos = demonstration_ids(engine.tokenizer, task, problems)
+    return [ids[:prefix_length(len(ids), prefix.fraction)] if take else []
+            for ids, take in zip(demos, drawn.tolist(), strict=True)]

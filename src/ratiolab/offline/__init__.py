@@ -1,0 +1,1 @@
+"""Offline RL: transition datasets collected by ratiolab's own gym policies, and offline learners on them."""
