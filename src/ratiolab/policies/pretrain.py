@@ -18,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ratiolab import tasks
 from ratiolab.config import ConfigError, check_fields, check_range
 from ratiolab.engines.sampling import position_ids
+from ratiolab.policies.evaluate import accuracy
 from ratiolab.policies.model import PRESETS, build_policy, n_params
 from ratiolab.tasks import Problem, Task
 
@@ -29,7 +30,13 @@ class PretrainConfig:
     Defaults: ``arithmetic`` level 2 (2-digit ± 1-digit, 1-digit ``*``), preset ``tiny``; 600
     steps of batch 64 leave the model partly trained — about 30-60 % held-out greedy accuracy,
     room for RL to improve — in about a minute on one CPU core. ``lr`` rises linearly for
-    ``warmup`` steps, then decays by cosine to 10 % of its peak.
+    ``warmup`` steps, then decays by cosine (over ``steps``) to 10 % of its peak.
+
+    Stopping rule: with ``stop_pass1`` = p (default ``None``: run all ``steps``), every ``check_every``
+    steps (default 10) the model answers ``check_size`` (default 128) train-split problems, one sample
+    each at temperature 1, drawn once with a seed no training batch uses (never test-split problems);
+    training stops at the first check whose solved share (pass@1) is >= p, or after ``steps``. Where
+    pre-training lands then depends on p, not on the seed or the floating-point reduction order.
     """
 
     task: str = "arithmetic"
@@ -41,6 +48,9 @@ class PretrainConfig:
     warmup: int = 20
     weight_decay: float = 0.0
     seed: int = 0
+    stop_pass1: float | None = None
+    check_every: int = 10
+    check_size: int = 128
 
     def validate(self) -> None:
         """Reject settings that cannot train (``ConfigError`` naming the field) before any work."""
@@ -53,6 +63,11 @@ class PretrainConfig:
         check_range("lr", self.lr, "(0, inf)")
         check_range("warmup", self.warmup, "[0, inf)")
         check_range("weight_decay", self.weight_decay, "[0, inf)")
+        if self.stop_pass1 is not None:
+            check_range("stop_pass1", self.stop_pass1, "(0, 1]", "a share of problems solved; None: no early stop")
+        for name in ("check_every", "check_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} = {getattr(self, name)} must be a positive integer")
 
     def build_task(self) -> Task:
         """The demo task named by ``task`` at difficulty ``level``."""
@@ -61,13 +76,15 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class PretrainResult:
-    """What ``pretrain`` did: where it saved, final loss, parameter count and wall time."""
+    """What ``pretrain`` did: where it saved, the steps it ran, final loss, parameter count, wall time and
+    the last stopping-rule check (train-split pass@1; ``None`` without ``stop_pass1``)."""
 
     out_dir: str
     steps: int
     final_loss: float
     n_params: int
     seconds: float
+    check_pass1: float | None = None
 
 
 def demonstration_batch(
@@ -116,9 +133,10 @@ def pretrain(
     progress: Callable[[int, float], None] | None = None,
 ) -> PretrainResult:
     """Train a fresh ``cfg.preset`` policy on ``task`` demonstrations; save model + tokenizer atomically.
-    ``progress(step, loss)`` is called after each step (1-based).
+    ``progress(step, loss)`` is called after each step (1-based). With ``cfg.stop_pass1`` it stops at the
+    first check that reaches it (:class:`PretrainConfig`).
 
-    Problems come from the task's train split only. ``out_dir`` is replaced as a whole: the
+    Problems (training and checks) come from the task's train split only. ``out_dir`` is replaced as a whole: the
     checkpoint is written to a temporary sibling folder, then renamed into place.
     """
     cfg = cfg if cfg is not None else PretrainConfig()
@@ -129,9 +147,10 @@ def pretrain(
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg))
     problems = task.sample(cfg.steps * cfg.batch_size, split="train", seed=cfg.seed)
-    loss = torch.tensor(float("nan"))
-    for step in range(cfg.steps):
-        batch = problems[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+    checks = task.sample(cfg.check_size, split="train", seed=-1 - cfg.seed) if cfg.stop_pass1 is not None else []
+    loss, check, done = torch.tensor(float("nan")), None, 0
+    for done in range(1, cfg.steps + 1):
+        batch = problems[(done - 1) * cfg.batch_size : done * cfg.batch_size]
         loss = completion_loss(model, *demonstration_batch(tokenizer, task, batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -139,11 +158,17 @@ def pretrain(
         optimizer.step()
         scheduler.step()
         if progress is not None:
-            progress(step + 1, float(loss.detach()))
+            progress(done, float(loss.detach()))
+        if cfg.stop_pass1 is not None and done % cfg.check_every == 0:
+            model.eval()
+            check = accuracy(model, tokenizer, task, checks, greedy=False, seed=cfg.seed + done)
+            model.train()
+            if check >= cfg.stop_pass1:
+                break
     model.eval()
     result = PretrainResult(
-        out_dir=str(out_dir), steps=cfg.steps, final_loss=float(loss.detach()), n_params=n_params(model),
-        seconds=time.perf_counter() - start,
+        out_dir=str(out_dir), steps=done, final_loss=float(loss.detach()), n_params=n_params(model),
+        seconds=time.perf_counter() - start, check_pass1=check,
     )
     save_atomically(model, tokenizer, Path(out_dir), {"config": asdict(cfg), "result": asdict(result)})
     return result
