@@ -337,7 +337,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from ratiolab.policies.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(task=args.task, preset=args.preset, steps=args.steps, lr=args.lr, seed=args.seed,
-                         model=args.model)
+                         model=args.model, stop_pass1=args.stop_pass1)
     cfg.validate()
     task = _task(args)
     start = args.preset if args.model is None else Path(args.model).name
@@ -345,8 +345,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     with pretrain_progress(cfg.steps) as step:
         result = pretrain(task, out, cfg, progress=step)
     what = f"{args.preset} policy" if args.model is None else f"policy (from {args.model})"
+    stop = "" if result.check_pass1 is None else f", stopped at train-split pass@1 {result.check_pass1:.1%}"
     console.print(f"saved {result.n_params:,}-parameter {what} to {result.out_dir} "
-                  f"in {result.seconds:.1f} s (final loss {result.final_loss:.3f})")
+                  f"in {result.seconds:.1f} s, {result.steps} steps (final loss {result.final_loss:.3f}{stop})")
     return 0
 
 
@@ -622,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=300, help="optimiser steps")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--seed", type=int, default=0, help="initialisation and problem seed")
+    p.add_argument("--stop-pass1", dest="stop_pass1", type=float, default=None,
+                   help="stop at the first check (every 10 steps, 128 train-split problems) whose pass@1 reaches this")
     p.add_argument("--out", help="output folder (save_pretrained)")
     p.set_defaults(fn=_cmd_pretrain)
 

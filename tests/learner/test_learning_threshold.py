@@ -15,7 +15,7 @@ from ratiolab.policies.pretrain import PretrainConfig, PretrainResult
 source_mod = importlib.import_module("ratiolab.policies.source")
 
 
-def test_seed_and_batch_size_reach_pretraining_and_its_cache_key(
+def test_seed_batch_size_and_stopping_rule_reach_pretraining_and_its_cache_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[PretrainConfig] = []
@@ -35,6 +35,10 @@ def test_seed_and_batch_size_reach_pretraining_and_its_cache_key(
     other_batch = source_mod.policy_source(override(TrainConfig(), [f"policy.cache_dir={tmp_path}", "seed=0"]),
                                           log=lambda _: None)
     assert other_batch != folders[0] and seen[-1].batch_size == 64
+    stopped = source_mod.policy_source(override(TrainConfig(), [*base, "seed=0", "policy.pretrain_stop_pass1=0.4",
+                                                                "policy.pretrain_check_every=5"]), log=lambda _: None)
+    assert (seen[-1].stop_pass1, seen[-1].check_every) == (0.4, 5)  # the stopping rule reaches pre-training
+    assert stopped not in (folders[0], folders[1], other_batch)  # and its cache key
 
 
 #: A short GRPO run: a weak tiny base (300 pre-training steps on 2-digit ± 1-digit) and 60 steps of 64 prompts x 8

@@ -7,11 +7,14 @@ import pytest
 import torch
 
 from ratiolab import tasks
+from ratiolab.config import ConfigError
 from ratiolab.engines import HFEngine, SamplingParams
 from ratiolab.policies import build_policy, load_policy
+from ratiolab.policies import pretrain as pretrain_mod
 from ratiolab.policies.evaluate import accuracy
 from ratiolab.policies.pretrain import PretrainConfig, completion_loss, demonstration_batch, pretrain
 from ratiolab.tasks import Problem
+from ratiolab.tasks.base import split_of
 
 
 def test_demonstration_batch_labels_only_the_completion() -> None:
@@ -48,6 +51,45 @@ def test_pretrain_saves_atomically_and_loads(tmp_path: Path) -> None:
     assert model.config.hidden_size == 96 and len(tok) == 100
     with pytest.raises(ValueError, match="steps = 0 must be a positive integer"):
         pretrain(cfg.build_task(), out, PretrainConfig(steps=0))
+
+
+def test_pretraining_stops_at_the_first_check_that_reaches_stop_pass1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = tasks.get("arithmetic", level=1)
+    checks: list[tuple[list[str], bool]] = []
+    scripted = iter([0.10, 0.39, 0.45, 0.90])
+
+    def fake_accuracy(_model: object, _tok: object, _task: object, problems: list[Problem], greedy: bool = True,
+                      **_: object) -> float:
+        checks.append(([p.prompt for p in problems], greedy))
+        return next(scripted)
+
+    monkeypatch.setattr(pretrain_mod, "accuracy", fake_accuracy)
+    cfg = PretrainConfig(level=1, steps=50, batch_size=4, stop_pass1=0.4, check_every=3, check_size=8)
+    steps: list[int] = []
+    result = pretrain(task, tmp_path / "ckpt", cfg, progress=lambda step, _: steps.append(step))
+    assert (result.steps, steps[-1], result.check_pass1) == (9, 9, 0.45)  # checks after steps 3, 6, 9; 0.45 >= 0.4
+    assert len(checks) == 3 and all(prompts == checks[0][0] and not greedy for prompts, greedy in checks)
+    assert len(checks[0][0]) == 8
+    assert all(split_of(task.split_key(Problem(q, "")), task.split_seed, task.test_fraction) == "train"
+               for q in checks[0][0])  # never the held-out split
+    assert json.loads((tmp_path / "ckpt" / "pretrain.json").read_text())["result"]["steps"] == 9
+
+    monkeypatch.setattr(pretrain_mod, "accuracy", lambda *_, **__: pytest.fail("checked without stop_pass1"))
+    full = pretrain(task, tmp_path / "full", PretrainConfig(level=1, steps=12, batch_size=4, check_every=3))
+    assert (full.steps, full.check_pass1) == (12, None)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("stop_pass1", 0.0, r"stop_pass1 = 0\.0 must be in \(0, 1\]"),
+    ("stop_pass1", 1.5, r"stop_pass1 = 1\.5 must be in \(0, 1\]"),
+    ("check_every", 0, r"check_every = 0 must be a positive integer"),
+    ("check_size", 0, r"check_size = 0 must be a positive integer"),
+])
+def test_the_stopping_rule_is_validated(field: str, value: float, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PretrainConfig(**{field: value}).validate()  # type: ignore[arg-type]
 
 
 def test_accuracy_matches_the_verifier_on_greedy_rollouts() -> None:

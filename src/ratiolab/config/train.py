@@ -39,7 +39,10 @@ class PolicyConfig:
     Without it, the task's demonstrations pre-train a ``preset`` model for ``pretrain_steps``
     steps of ``pretrain_batch_size`` problems at peak lr ``pretrain_lr`` (warmup, then cosine decay),
     from the run's ``seed`` (initialisation and problems), cached under ``cache_dir`` by all of these
-    so later runs reuse it.
+    so later runs reuse it. ``pretrain_stop_pass1`` (default ``None``: all steps) stops pre-training at the
+    first check (every ``pretrain_check_every`` steps, on train-split problems, never the test split) whose
+    pass@1 reaches it, so the base lands near that accuracy whatever the seed or CPU
+    (:class:`ratiolab.policies.pretrain.PretrainConfig`); ``pretrain_steps`` is then the cap.
     """
 
     model: str | None = None
@@ -47,6 +50,8 @@ class PolicyConfig:
     pretrain_steps: int = 600
     pretrain_lr: float = 3e-3
     pretrain_batch_size: int = 64
+    pretrain_stop_pass1: float | None = None
+    pretrain_check_every: int = 10
     cache_dir: str = ".cache/ratiolab"
 
 
@@ -335,6 +340,10 @@ or reward models)."""
             raise ConfigError(f"policy.preset = {self.policy.preset!r} is not one of {list(PRESETS)}")
         _positive("policy.pretrain_steps", self.policy.pretrain_steps)
         check_range("policy.pretrain_lr", self.policy.pretrain_lr, "(0, inf)")
+        if self.policy.pretrain_stop_pass1 is not None:
+            check_range("policy.pretrain_stop_pass1", self.policy.pretrain_stop_pass1, "(0, 1]",
+                        "the train-split pass@1 that ends pre-training; unset it to run all pretrain_steps")
+        _positive("policy.pretrain_check_every", self.policy.pretrain_check_every)
         if self.run_dir is not None and not self.run_dir.strip():
             raise ConfigError("run_dir is empty; give the folder of the run, e.g. run_dir=runs/train, or leave it "
                               "unset for a timestamped folder under runs/")

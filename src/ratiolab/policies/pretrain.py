@@ -19,6 +19,7 @@ from ratiolab import tasks
 from ratiolab.config import ConfigError, check_fields, check_range
 from ratiolab.engines.hf_engine import encode_prompt
 from ratiolab.engines.sampling import position_ids
+from ratiolab.policies.evaluate import accuracy
 from ratiolab.policies.model import PRESETS, build_policy, load_policy, n_params
 from ratiolab.tasks import Problem, Task
 
@@ -32,7 +33,13 @@ class PretrainConfig:
     policy (``preset`` is then unused). Defaults: ``arithmetic`` level 2 (2-digit ± 1-digit, 1-digit ``*``),
     preset ``tiny``; 600 steps of batch 64 leave the model partly trained — about 30-60 % held-out greedy accuracy,
     room for RL to improve — in about a minute on one CPU core. ``lr`` rises linearly for
-    ``warmup`` steps, then decays by cosine to 10 % of its peak.
+    ``warmup`` steps, then decays by cosine (over ``steps``) to 10 % of its peak.
+
+    Stopping rule: with ``stop_pass1`` = p (default ``None``: run all ``steps``), every ``check_every``
+    steps (default 10) the model answers ``check_size`` (default 128) train-split problems, one sample
+    each at temperature 1, drawn once with a seed no training batch uses (never test-split problems);
+    training stops at the first check whose solved share (pass@1) is >= p, or after ``steps``. Where
+    pre-training lands then depends on p, not on the seed or the floating-point reduction order.
     """
 
     task: str = "arithmetic"
@@ -45,6 +52,9 @@ class PretrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     model: str | None = None
+    stop_pass1: float | None = None
+    check_every: int = 10
+    check_size: int = 128
 
     def validate(self) -> None:
         """Reject settings that cannot train (``ConfigError`` naming the field) before any work."""
@@ -57,6 +67,11 @@ class PretrainConfig:
         check_range("lr", self.lr, "(0, inf)")
         check_range("warmup", self.warmup, "[0, inf)")
         check_range("weight_decay", self.weight_decay, "[0, inf)")
+        if self.stop_pass1 is not None:
+            check_range("stop_pass1", self.stop_pass1, "(0, 1]", "a share of problems solved; None: no early stop")
+        for name in ("check_every", "check_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} = {getattr(self, name)} must be a positive integer")
 
     def build_task(self) -> Task:
         """The demo task named by ``task`` at difficulty ``level``."""
@@ -65,13 +80,15 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class PretrainResult:
-    """What ``pretrain`` did: where it saved, final loss, parameter count and wall time."""
+    """What ``pretrain`` did: where it saved, the steps it ran, final loss, parameter count, wall time and
+    the last stopping-rule check (train-split pass@1; ``None`` without ``stop_pass1``)."""
 
     out_dir: str
     steps: int
     final_loss: float
     n_params: int
     seconds: float
+    check_pass1: float | None = None
 
 
 def demonstration_batch(
@@ -123,12 +140,13 @@ def pretrain(
 ) -> PretrainResult:
     """Train a fresh ``cfg.preset`` policy (or the checkpoint in ``cfg.model``) on ``task`` demonstrations; save
     model + tokenizer atomically (``save_pretrained``: ``AutoModelForCausalLM.from_pretrained`` loads it back).
-    ``progress(step, loss)`` is called after each step (1-based).
+    ``progress(step, loss)`` is called after each step (1-based). With ``cfg.stop_pass1`` it stops at the
+    first check that reaches it (:class:`PretrainConfig`).
 
-    Problems come from the task's train split only. A bad model folder (before any step), chat prompts without
-    a chat template or a demonstration longer than the model's context (at the step that meets it) is a
-    one-line ``ConfigError``. ``out_dir`` is replaced as a whole: the checkpoint is written to a temporary
-    sibling folder, then renamed into place.
+    Problems (training and checks) come from the task's train split only. A bad model folder (before any step),
+    chat prompts without a chat template or a demonstration longer than the model's context (at the step that
+    meets it) is a one-line ``ConfigError``. ``out_dir`` is replaced as a whole: the checkpoint is written to a
+    temporary sibling folder, then renamed into place.
     """
     cfg = cfg if cfg is not None else PretrainConfig()
     cfg.validate()
@@ -139,10 +157,11 @@ def pretrain(
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg))
-    loss = torch.tensor(float("nan"))
-    for step in range(cfg.steps):
+    checks = task.sample(cfg.check_size, split="train", seed=-1 - cfg.seed) if cfg.stop_pass1 is not None else []
+    loss, check, done = torch.tensor(float("nan")), None, 0
+    for done in range(1, cfg.steps + 1):
         try:  # a chat prompt needs the tokenizer's chat template (one line at the first step)
-            batch = demonstration_batch(tokenizer, task, problems[step * cfg.batch_size : (step + 1) * cfg.batch_size])
+            batch = demonstration_batch(tokenizer, task, problems[(done - 1) * cfg.batch_size : done * cfg.batch_size])
         except ValueError as err:
             raise ConfigError(f"task {cfg.task}: {err}") from err
         if limit is not None and batch[0].shape[1] > limit:
@@ -155,11 +174,17 @@ def pretrain(
         optimizer.step()
         scheduler.step()
         if progress is not None:
-            progress(step + 1, float(loss.detach()))
+            progress(done, float(loss.detach()))
+        if cfg.stop_pass1 is not None and done % cfg.check_every == 0:
+            model.eval()
+            check = accuracy(model, tokenizer, task, checks, greedy=False, seed=cfg.seed + done)
+            model.train()
+            if check >= cfg.stop_pass1:
+                break
     model.eval()
     result = PretrainResult(
-        out_dir=str(out_dir), steps=cfg.steps, final_loss=float(loss.detach()), n_params=n_params(model),
-        seconds=time.perf_counter() - start,
+        out_dir=str(out_dir), steps=done, final_loss=float(loss.detach()), n_params=n_params(model),
+        seconds=time.perf_counter() - start, check_pass1=check,
     )
     save_atomically(model, tokenizer, Path(out_dir), {"config": asdict(cfg), "result": asdict(result)})
     return result
