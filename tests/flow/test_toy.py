@@ -24,19 +24,13 @@ def test_cfm_loss_by_hand() -> None:
         cfm_loss(oracle, x0, x1, torch.tensor([0.1, 0.2]), c)
 
 
-def _mean_reward(policy: FlowPolicy, centres: torch.Tensor) -> float:
-    cond = torch.arange(4).repeat(64)
-    traj = policy.sample(cond, generator=torch.Generator().manual_seed(5))
-    return toy.reward(traj.sample, cond, centres).mean().item()
-
-
 def test_warm_start_moves_samples_to_their_modes() -> None:
     torch.manual_seed(0)
     centres, policy = toy.modes(), FlowPolicy(2, 4, hidden=32)
-    before = _mean_reward(policy, centres)
+    before = toy.evaluate(policy, centres)
     losses = toy.warm_start(policy, centres, iters=150)
     assert losses[-1] < 0.5 * losses[0]
-    assert before < -1.8 and _mean_reward(policy, centres) > -1.0
+    assert before < -1.8 and toy.evaluate(policy, centres) > -1.0
 
 
 @pytest.mark.parametrize(("objective", "params"), [
@@ -47,6 +41,6 @@ def test_warm_start_moves_samples_to_their_modes() -> None:
 def test_rl_on_step_ratios_raises_reward(objective: str, params: dict[str, float]) -> None:
     torch.manual_seed(0)
     centres, policy = toy.modes(), FlowPolicy(2, 4)
-    before = _mean_reward(policy, centres)
+    before = toy.evaluate(policy, centres)
     toy.train(policy, centres, objective, **params)
-    assert before < -1.8 and _mean_reward(policy, centres) > -0.8
+    assert before < -1.8 and toy.evaluate(policy, centres) > -0.8

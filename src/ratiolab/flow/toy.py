@@ -30,6 +30,14 @@ def reward(x: torch.Tensor, cond: torch.Tensor, centres: torch.Tensor) -> torch.
     return -(x - centres[cond]).norm(dim=-1)
 
 
+@torch.no_grad()
+def evaluate(policy: FlowPolicy, centres: torch.Tensor, *, per_mode: int = 64, seed: int = 5) -> float:
+    """Mean reward of ``per_mode`` samples for every mode, with a fixed noise seed."""
+    cond = torch.arange(len(centres)).repeat(per_mode)
+    traj = policy.sample(cond, generator=torch.Generator().manual_seed(seed))
+    return reward(traj.sample, cond, centres).mean().item()
+
+
 def warm_start(policy: FlowPolicy, centres: torch.Tensor, *, iters: int = 100, batch: int = 128,
                spread: float = 0.5, lr: float = 3e-3, seed: int = 0) -> list[float]:
     """Conditional flow matching on data ``m_c + spread * N(0, I)``; returns the loss per iteration."""
