@@ -53,3 +53,21 @@ def test_step_inputs_bad_adv() -> None:
     _, traj, _ = _setup()
     with pytest.raises(ValueError, match="adv must be"):
         step_inputs(traj, traj.logp, torch.zeros(6, 4))
+
+
+def test_step_weights_by_hand() -> None:
+    policy = FlowPolicy(2, 3, steps=5)
+    assert torch.allclose(policy.step_weights("flow_grpo"), torch.full((5,), 5.0, dtype=torch.float32))
+    # noise levels 1, 0.8, 0.6, 0.4, 0.2: (1 + 0.49 (1 - u) / (2 u)) / 0.2
+    expected = torch.tensor([(1 + 0.49 * (1 - u) / (2 * u)) / 0.2 for u in (1.0, 0.8, 0.6, 0.4, 0.2)])
+    assert torch.allclose(policy.step_weights("dance_grpo"), expected)
+    assert policy.step_weights("dance_grpo")[1].item() == pytest.approx(5.30625)
+
+
+def test_per_step_delta_reaches_the_loss() -> None:
+    policy, traj, adv = _setup(k=4)
+    logp, means = policy.log_prob(traj)
+    kw = {"mean": means, "mean_old": traj.means, "step_std": traj.step_std.expand_as(logp)}
+    delta = policy.step_weights("dance_grpo")
+    out = compute("grpo_guard", step_inputs(traj, logp, adv), **kw, delta=delta.expand_as(logp))
+    assert out.loss.item() == pytest.approx(-(adv[:, None] * delta).mean().item(), abs=1e-5)

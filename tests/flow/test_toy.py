@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -37,8 +39,9 @@ def test_warm_start_moves_samples_to_their_modes() -> None:
     ("ppo", {"iters": 30}),
     ("grpo_guard", {"iters": 30, "clip_low": 0.2, "clip_high": 0.2}),
     ("grpo_guard", {"iters": 60, "epochs": 1}),  # eps = 2e-6: in effect one on-policy step per batch
+    ("grpo_guard", {"iters": 60, "epochs": 1, "delta_schedule": "dance_grpo"}),
 ])
-def test_rl_on_step_ratios_raises_reward(objective: str, params: dict[str, float]) -> None:
+def test_rl_on_step_ratios_raises_reward(objective: str, params: dict[str, Any]) -> None:
     torch.manual_seed(0)
     centres, policy = toy.modes(), FlowPolicy(2, 4)
     before = toy.evaluate(policy, centres)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ratiolab.flow.gaussian import gaussian_step_logp
+from ratiolab.objectives.grpo_guard import step_weight
 from ratiolab.types import PolicyLossInputs
 
 
@@ -74,6 +75,11 @@ class FlowPolicy(nn.Module):
     def times(self) -> torch.Tensor:
         """``t_k = k dt`` for ``k = 0 .. K-1``."""
         return torch.arange(self.steps, dtype=torch.float32) * self.dt
+
+    def step_weights(self, schedule: str, eta: float = 0.7) -> torch.Tensor:
+        """GRPO-Guard's per-step weights delta_k (Eq. 12) ``[K]``, at the noise level ``1 - t_k`` of each step
+        (the paper's time runs from noise at 1 to data at 0; this chain's from noise at 0)."""
+        return torch.tensor([step_weight(schedule, 1.0 - float(t), self.dt, eta) for t in self.times()])
 
     def step_means(self, xs: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """``mu_k = x_k + v_theta(x_k, t_k, c) dt`` for the stored states ``xs[:, :K]`` -> ``[B, K, D]``."""

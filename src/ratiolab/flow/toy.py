@@ -56,9 +56,12 @@ def warm_start(policy: FlowPolicy, centres: torch.Tensor, *, iters: int = 100, b
 
 
 def train(policy: FlowPolicy, centres: torch.Tensor, objective: str, *, iters: int = 30, prompts: int = 8,
-          group: int = 8, epochs: int = 2, lr: float = 3e-3, seed: int = 0, **params: Any) -> list[float]:
+          group: int = 8, epochs: int = 2, lr: float = 3e-3, seed: int = 0, delta_schedule: str | None = None,
+          **params: Any) -> list[float]:
     """GRPO loop: ``prompts`` conditions x ``group`` samples, group-normalised rewards as advantages, ``epochs``
-    updates per batch on the ``[B, K]`` step ratios; returns the mean reward of each batch."""
+    updates per batch on the ``[B, K]`` step ratios; returns the mean reward of each batch. A Gaussian-only
+    objective gets the step means and std, and with ``delta_schedule`` the per-step weights
+    :meth:`FlowPolicy.step_weights` as ``delta``."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
     history = []
@@ -72,6 +75,8 @@ def train(policy: FlowPolicy, centres: torch.Tensor, objective: str, *, iters: i
             logp, means = policy.log_prob(traj)
             extra: dict[str, Any] = ({"mean": means, "mean_old": traj.means, "step_std": traj.step_std.expand_as(logp)}
                      if objective in GAUSSIAN_ONLY else {})
+            if delta_schedule is not None:
+                extra["delta"] = policy.step_weights(delta_schedule).expand_as(logp)
             out = objectives.compute(objective, step_inputs(traj, logp, adv), **extra, **params)
             opt.zero_grad()
             out.loss.backward()
