@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ratiolab.flow import FlowPolicy, cfm_loss, toy
+from ratiolab.flow.matching import cfm_error
 
 
 def test_cfm_loss_by_hand() -> None:
@@ -24,6 +25,12 @@ def test_cfm_loss_by_hand() -> None:
     assert torch.allclose(seen["xt"], torch.tensor([[0.5, 0.5]]))  # (1 - t) x0 + t x1
     with pytest.raises(ValueError, match="cfm_loss"):
         cfm_loss(oracle, x0, x1, torch.tensor([0.1, 0.2]), c)
+
+
+def test_cfm_error_is_per_sample() -> None:
+    x0, x1 = torch.zeros(2, 2), torch.tensor([[1.0, 1.0], [2.0, 0.0]])
+    err = cfm_error(lambda xt, tt, cc: torch.zeros_like(xt), x0, x1, torch.tensor([0.5, 0.5]), torch.tensor([0, 1]))
+    assert err.tolist() == [1.0, 2.0]
 
 
 def test_warm_start_moves_samples_to_their_modes() -> None:
