@@ -13,7 +13,7 @@ from ratiolab.report import catalogue
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: The method notes, each keeping the section numbers the code's docstrings cite.
-METHOD_NOTES = ("baselines", "async-correction", "ratio-objectives", "classic", "offline", "ope", "rlhf")
+METHOD_NOTES = ("baselines", "async-correction", "ratio-objectives", "classic", "offline", "ope", "rlhf", "flow")
 
 
 def test_objectives_page_matches_registries() -> None:

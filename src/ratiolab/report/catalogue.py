@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ratiolab.advantages import ADVANTAGES
 from ratiolab.correction import CORRECTIONS
+from ratiolab.flow import FLOW_LOSSES
 from ratiolab.objectives import COMMON, OBJECTIVES
 from ratiolab.preference import PREFERENCE_LOSSES
 from ratiolab.registry import Entry, Registry
@@ -66,7 +67,7 @@ def render() -> str:
     """The whole of ``docs/objectives.md`` from the current registries."""
     common = ", ".join(f"`{k}={v!r}`" for k, v in COMMON.items())
     head = "\n".join([
-        "# Registered objectives, preference losses, advantage estimators and corrections",
+        "# Registered objectives, preference losses, flow losses, advantage estimators and corrections",
         "",
         f"Generated from the registries by `{REGENERATE}`; do not edit by hand.",
         "The same tables print with `ratiolab list objectives|preference|advantages|corrections`.",
@@ -82,6 +83,8 @@ def render() -> str:
         + f"\nEvery objective also takes {common} (see [design.md](design.md) §3).\n",
         render_registry(PREFERENCE_LOSSES, "Preference losses")
         + "\nA preference loss takes a `PreferenceBatch` of response pairs (`ratiolab.preference`).\n",
+        render_registry(FLOW_LOSSES, "Flow losses")
+        + "\nA flow loss takes `[B]` per-sample denoising errors by keyword (`ratiolab.flow.compute`).\n",
         render_registry(ADVANTAGES, "Advantage estimators"),
         render_registry(CORRECTIONS, "Discrepancy corrections")
         + "\nA correction acts on `w_disc` only; choose one with the objective parameter `correction`.\n",
