@@ -94,7 +94,7 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, damaged or not loadable; the message names the file and the fix."""
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     """Flush ``path`` (a file or a folder) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -112,7 +112,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync(path.parent)
+    fsync_path(path.parent)
 
 
 def rng_state() -> dict[str, Any]:
@@ -398,12 +398,12 @@ class RunDir:
         files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)} for name in names}
         (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT, "step": step, "files": files}, indent=1))
         for name in (*names, "manifest.json"):
-            _fsync(tmp / name)
-        _fsync(tmp)
+            fsync_path(tmp / name)
+        fsync_path(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync(self.ckpt_dir)
+        fsync_path(self.ckpt_dir)
         atomic_write_text(self.ckpt_dir / "latest", final.name)
         steps = self.checkpoint_steps()
         for old in [s for s in steps if s > step] + [s for s in steps if s <= step][:-keep]:

@@ -33,6 +33,15 @@ if TYPE_CHECKING:
     from ratiolab.learner.lm import LMLearner
 
 
+def clipped_step(net: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float) -> dict[str, float]:
+    """Clip ``net``'s gradient norm to ``grad_clip``, step ``optimizer``, zero the gradients; returns
+    ``value/grad_norm``, the pre-clip norm (a value model's own step, beside the policy's)."""
+    norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"value/grad_norm": norm}
+
+
 class RewardNormalizer:
     """Running reward mean/variance (Chan's parallel merge of batch moments from mean 0, var 1 and ``count``; the
     batch variance with ``ddof``). SAFE: count 1e-4, unbiased batch variance; MOSS-RLHF's ``RunningMoments``:
@@ -195,11 +204,8 @@ class CriticHook(LearnerHook):
         return value
 
     def before_step(self) -> dict[str, float]:
-        """Clip the critic's gradient norm to ``grad_clip``, step, zero; ``value/grad_norm``: the pre-clip norm."""
-        norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip))
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return {"value/grad_norm": norm}
+        """Step the critic (:func:`clipped_step`)."""
+        return clipped_step(self.net, self.optimizer, self.cfg.grad_clip)
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),

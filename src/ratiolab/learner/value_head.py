@@ -32,7 +32,7 @@ from torch import nn
 
 from ratiolab import advantages
 from ratiolab.engines.sampling import position_ids
-from ratiolab.learner.critic import LastHidden, RewardNormalizer
+from ratiolab.learner.critic import LastHidden, RewardNormalizer, clipped_step
 from ratiolab.learner.hooks import LearnerHook, Scored, register_hook
 from ratiolab.masked import last_valid, masked_mean, masked_whiten
 from ratiolab.rollout import Experience
@@ -212,11 +212,8 @@ class ValueHeadHook(LearnerHook):
         return value
 
     def before_step(self) -> dict[str, float]:
-        """Clip the value model's gradient norm to ``grad_clip``, step, zero; ``value/grad_norm``: pre-clip."""
-        norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip))
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return {"value/grad_norm": norm}
+        """Step the value model (:func:`~ratiolab.learner.critic.clipped_step`)."""
+        return clipped_step(self.net, self.optimizer, self.cfg.grad_clip)
 
     def after_batch(self, s: Scored, metrics: dict[str, float], n_steps: int) -> dict[str, float]:
         """``value/mean`` and ``value/target_mean`` over the valid tokens at scoring; the reward moments."""

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ratiolab.runs import sha256_file
+from ratiolab.runs import fsync_path, sha256_file
 
 FORMAT = "ratiolab-transitions/1"
 DATA_FILE = "transitions.parquet"
@@ -155,14 +155,6 @@ class TransitionDataset:
         return pa.Table.from_arrays(cols, schema=schema)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_dataset(data: TransitionDataset, out: str | Path, overwrite: bool = False) -> Path:
     """Validate ``data`` and write it to the folder ``out`` atomically; returns ``out``.
 
@@ -188,8 +180,8 @@ def write_dataset(data: TransitionDataset, out: str | Path, overwrite: bool = Fa
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         for name in (DATA_FILE, MANIFEST):
-            _fsync(tmp / name)
-        _fsync(tmp)
+            fsync_path(tmp / name)
+        fsync_path(tmp)
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
@@ -197,7 +189,7 @@ def write_dataset(data: TransitionDataset, out: str | Path, overwrite: bool = Fa
             shutil.rmtree(old)
         else:
             os.replace(tmp, out)
-        _fsync(out.parent)
+        fsync_path(out.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
